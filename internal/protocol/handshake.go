@@ -1,0 +1,107 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// HandshakeTimeout bounds the Hello/Welcome exchange.
+const HandshakeTimeout = 15 * time.Second
+
+// ClientHandshake sends hello on conn and returns the agent's Welcome. A
+// refusal by the agent is returned as an error carrying its message.
+func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
+	hello.Magic = Magic
+	hello.Version = Version
+	hello.MinVersion = MinVersion
+	if hello.Capabilities == nil {
+		hello.Capabilities = AllCapabilities
+	}
+	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	var w Welcome
+	if err := WriteFrame(conn, hello); err != nil {
+		return w, fmt.Errorf("sending hello: %w", err)
+	}
+	if err := ReadFrame(conn, &w); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return w, fmt.Errorf("the agent closed the connection during the handshake (is %s a tether-agent?)", conn.RemoteAddr())
+		}
+		return w, fmt.Errorf("reading the agent's welcome: %w", err)
+	}
+	if w.Error != "" {
+		return w, fmt.Errorf("the agent refused the session: %s", w.Error)
+	}
+	if err := CheckVersion(w.Version, MinVersion); err != nil {
+		return w, fmt.Errorf("agent protocol: %w", err)
+	}
+	return w, nil
+}
+
+// ServerHandshake reads a Hello from conn, lets decide build the Welcome
+// (decide may set Welcome.Error to refuse), and writes it. Version and magic
+// checks happen before decide is called; their refusals are written to the
+// client too. It returns the Hello and the Welcome sent.
+func ServerHandshake(conn net.Conn, decide func(Hello) Welcome) (Hello, Welcome, error) {
+	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	var h Hello
+	if err := ReadFrame(conn, &h); err != nil {
+		return h, Welcome{}, fmt.Errorf("reading hello: %w", err)
+	}
+	var w Welcome
+	switch {
+	case h.Magic != Magic:
+		w = Welcome{Error: "not a tether client (bad magic)"}
+	default:
+		if err := CheckVersion(h.Version, h.MinVersion); err != nil {
+			w = Welcome{Error: err.Error()}
+		} else {
+			w = decide(h)
+		}
+	}
+	w.Version = Version
+	if err := WriteFrame(conn, w); err != nil {
+		return h, w, fmt.Errorf("sending welcome: %w", err)
+	}
+	if w.Error != "" {
+		return h, w, fmt.Errorf("refused client: %s", w.Error)
+	}
+	return h, w, nil
+}
+
+// MaxDatagram is the largest UDP payload carried on a dial udp stream.
+const MaxDatagram = 65535
+
+// WriteDatagram writes one UDP payload on a stream (2-byte length prefix).
+func WriteDatagram(w io.Writer, b []byte) error {
+	if len(b) > MaxDatagram {
+		return fmt.Errorf("datagram of %d bytes is too large", len(b))
+	}
+	buf := make([]byte, 2+len(b))
+	binary.BigEndian.PutUint16(buf, uint16(len(b)))
+	copy(buf[2:], b)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadDatagram reads one UDP payload from a stream into buf (which must
+// hold MaxDatagram bytes) and returns its length.
+func ReadDatagram(r io.Reader, buf []byte) (int, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if n > len(buf) {
+		return 0, fmt.Errorf("datagram of %d bytes does not fit a %d-byte buffer", n, len(buf))
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return 0, fmt.Errorf("reading datagram: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,203 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// Magic opens every Hello, so an agent can tell a tether client from a
+// stray connection (a health check, a port scanner) and say so.
+const Magic = "tether"
+
+// Capabilities this build implements. A peer only uses a feature when both
+// sides list it.
+const (
+	CapEnv      = "env"
+	CapHostname = "hostname"
+	CapDialTCP  = "dial.tcp"
+	CapDialUDP  = "dial.udp"
+	CapFSRead   = "fs.read"
+	CapFSWrite  = "fs.write"
+)
+
+// AllCapabilities is what this build offers.
+var AllCapabilities = []string{CapEnv, CapHostname, CapDialTCP, CapDialUDP, CapFSRead, CapFSWrite}
+
+// Hello is the client's first frame on a new connection.
+type Hello struct {
+	Magic        string   `json:"magic"`
+	Version      int      `json:"version"`
+	MinVersion   int      `json:"min_version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	// SessionID resumes an existing session when set; empty asks for a new one.
+	SessionID string `json:"session_id,omitempty"`
+	// Client describes the client build and user, for the agent's logs.
+	Client string `json:"client,omitempty"`
+}
+
+// Welcome is the agent's answer to Hello. Error set means the agent refused
+// the connection (and closes it); it is written for a human.
+type Welcome struct {
+	Version      int      `json:"version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	SessionID    string   `json:"session_id,omitempty"`
+	Error        string   `json:"error,omitempty"`
+	// Target describes what the agent is attached to.
+	Target TargetInfo `json:"target"`
+}
+
+// TargetInfo describes the target process the agent serves.
+type TargetInfo struct {
+	PID      int    `json:"pid"`
+	Hostname string `json:"hostname,omitempty"`
+	Agent    string `json:"agent,omitempty"` // agent build version
+}
+
+// Ops carried in Request.Op.
+const (
+	OpEnv      = "env"
+	OpHostname = "hostname"
+	OpDial     = "dial"
+	OpStat     = "stat"
+	OpRead     = "read"
+	OpReadDir  = "readdir"
+	OpReadlink = "readlink"
+	OpWrite    = "write"
+	OpMkdir    = "mkdir"
+	OpRemove   = "remove"
+	OpRename   = "rename"
+)
+
+// Request is the first frame of every stream the client opens.
+type Request struct {
+	Op string `json:"op"`
+	// Dial
+	Network string `json:"network,omitempty"` // "tcp" or "udp"
+	Addr    string `json:"addr,omitempty"`    // "ip:port"
+	// Files
+	Path     string `json:"path,omitempty"`
+	NewPath  string `json:"new_path,omitempty"` // rename
+	NoFollow bool   `json:"no_follow,omitempty"`
+	Perm     uint32 `json:"perm,omitempty"`
+	Size     int64  `json:"size,omitempty"` // write: bytes that follow the frame
+}
+
+// Response is the first frame the agent writes back on a stream.
+type Response struct {
+	// Errno is the Linux errno of a failure (0 = success); Error is the
+	// human text. The supervisor returns Errno to the local syscall.
+	Errno int    `json:"errno,omitempty"`
+	Error string `json:"error,omitempty"`
+
+	Env      []string   `json:"env,omitempty"`
+	Hostname string     `json:"hostname,omitempty"`
+	Stat     *Stat      `json:"stat,omitempty"`
+	Entries  []DirEntry `json:"entries,omitempty"`
+	Target   string     `json:"target,omitempty"` // readlink
+	// LocalAddr is the address of the agent's socket after a dial (in the target's netns).
+	LocalAddr string `json:"local_addr,omitempty"`
+}
+
+// Stat is a file's metadata as the target sees it.
+type Stat struct {
+	Mode    uint32 `json:"mode"` // st_mode: type and permission bits
+	Size    int64  `json:"size"`
+	Uid     uint32 `json:"uid"`
+	Gid     uint32 `json:"gid"`
+	Nlink   uint64 `json:"nlink"`
+	Ino     uint64 `json:"ino"`
+	Dev     uint64 `json:"dev"`
+	Rdev    uint64 `json:"rdev,omitempty"`
+	Blksize int64  `json:"blksize"`
+	Blocks  int64  `json:"blocks"`
+	Atime   int64  `json:"atime_ns"`
+	Mtime   int64  `json:"mtime_ns"`
+	Ctime   int64  `json:"ctime_ns"`
+}
+
+// DirEntry is one name in a remote directory.
+type DirEntry struct {
+	Name string `json:"name"`
+	Mode uint32 `json:"mode"` // type bits of st_mode (S_IFDIR, S_IFREG, ...)
+}
+
+// Err turns a failed Response into a Go error that carries its errno.
+func (r *Response) Err() error {
+	if r.Errno == 0 && r.Error == "" {
+		return nil
+	}
+	return &RemoteError{Errno: syscall.Errno(r.Errno), Msg: r.Error}
+}
+
+// RemoteError is a failure reported by the agent.
+type RemoteError struct {
+	Errno syscall.Errno
+	Msg   string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Msg != "" {
+		return "agent: " + e.Msg
+	}
+	return "agent: " + e.Errno.Error()
+}
+
+// Unwrap lets errors.Is(err, fs.ErrNotExist) and errors.Is(err, syscall.ENOENT) work.
+func (e *RemoteError) Unwrap() error { return e.Errno }
+
+// ErrorResponse builds a failed Response from err, keeping its errno when
+// it has one (EIO otherwise).
+func ErrorResponse(err error) Response {
+	return Response{Errno: int(ErrnoOf(err)), Error: err.Error()}
+}
+
+// ErrnoOf extracts the errno from err: syscall errors as they are, common
+// io/fs sentinels mapped, EIO for anything else.
+func ErrnoOf(err error) syscall.Errno {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, fs.ErrPermission):
+		return syscall.EACCES
+	case errors.Is(err, fs.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return syscall.ETIMEDOUT
+	}
+	// os.Root reports escapes with a plain error; the kernel would say EXDEV
+	// for RESOLVE_BENEATH. Keep EIO as the honest default.
+	return syscall.EIO
+}
+
+// CheckVersion reports whether a peer speaking [min, max] is compatible with us.
+func CheckVersion(peerVersion, peerMin int) error {
+	if peerVersion < MinVersion {
+		return fmt.Errorf("peer speaks protocol %d, this build needs at least %d: upgrade the older side (tether and tether-agent should come from the same release)", peerVersion, MinVersion)
+	}
+	if peerMin > Version {
+		return fmt.Errorf("peer needs protocol %d or newer, this build speaks %d: upgrade the older side (tether and tether-agent should come from the same release)", peerMin, Version)
+	}
+	return nil
+}
+
+// Intersect returns the capabilities both lists contain, in a's order.
+func Intersect(a, b []string) []string {
+	set := make(map[string]bool, len(b))
+	for _, c := range b {
+		set[c] = true
+	}
+	var out []string
+	for _, c := range a {
+		if set[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
