@@ -1,0 +1,271 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// DialTimeout bounds one outgoing connect made for a session.
+const DialTimeout = 30 * time.Second
+
+// Server accepts tether sessions and serves them from Target.
+type Server struct {
+	Target  Target
+	Log     *slog.Logger
+	Version string // agent build version, reported in the handshake
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	id     string
+	client string
+	mux    protocol.Mux
+	start  time.Time
+}
+
+// Serve accepts connections on ln until ctx ends or ln fails.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.closeAll()
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accepting connections: %w", err)
+		}
+		go s.handleConn(ctx, conn)
+	}
+}
+
+// Sessions returns the number of live sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		ss.mux.Close()
+	}
+}
+
+func newSessionID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
+	hostname, _ := s.Target.Hostname()
+	hello, _, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
+		return protocol.Welcome{
+			SessionID:    newSessionID(),
+			Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),
+			Target:       protocol.TargetInfo{PID: s.Target.PID(), Hostname: hostname, Agent: s.Version},
+		}
+	})
+	if err != nil {
+		s.Log.Warn("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return
+	}
+	mux, err := protocol.NewServerMux(conn)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	ss := &session{id: newSessionID(), client: hello.Client, mux: mux, start: time.Now()}
+	s.mu.Lock()
+	if s.sessions == nil {
+		s.sessions = map[string]*session{}
+	}
+	s.sessions[ss.id] = ss
+	s.mu.Unlock()
+	s.Log.Info("session started", "session", ss.id, "client", hello.Client, "remote", conn.RemoteAddr().String())
+	defer func() {
+		mux.Close()
+		s.mu.Lock()
+		delete(s.sessions, ss.id)
+		s.mu.Unlock()
+		s.Log.Info("session ended", "session", ss.id, "duration", time.Since(ss.start).Round(time.Millisecond).String())
+	}()
+	for {
+		st, err := mux.Accept()
+		if err != nil {
+			return
+		}
+		go s.serveStream(ctx, ss, st)
+	}
+}
+
+func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Stream) {
+	defer st.Close()
+	var req protocol.Request
+	if err := protocol.ReadFrame(st, &req); err != nil {
+		s.Log.Warn("bad request", "session", ss.id, "err", err)
+		return
+	}
+	files := fileOps{root: s.Target.Root()}
+	var resp protocol.Response
+	switch req.Op {
+	case protocol.OpEnv:
+		env, err := s.Target.Environ()
+		if err != nil {
+			resp = protocol.ErrorResponse(err)
+		} else {
+			resp.Env = env
+		}
+	case protocol.OpHostname:
+		h, err := s.Target.Hostname()
+		if err != nil {
+			resp = protocol.ErrorResponse(err)
+		} else {
+			resp.Hostname = h
+		}
+	case protocol.OpDial:
+		s.dial(ctx, ss, st, req)
+		return
+	case protocol.OpStat:
+		resp = files.stat(req)
+	case protocol.OpReadDir:
+		resp = files.readdir(req)
+	case protocol.OpReadlink:
+		resp = files.readlink(req)
+	case protocol.OpRead:
+		if err := files.read(req, st); err != nil {
+			s.Log.Debug("read failed", "session", ss.id, "err", err)
+		}
+		return
+	case protocol.OpWrite:
+		resp = files.write(req, st)
+	case protocol.OpMkdir:
+		resp = files.mkdir(req)
+	case protocol.OpRemove:
+		resp = files.remove(req)
+	case protocol.OpRename:
+		resp = files.rename(req)
+	default:
+		resp = protocol.Response{Errno: int(syscall.ENOSYS), Error: fmt.Sprintf("unknown request %q: the client is newer than this agent", req.Op)}
+	}
+	protocol.WriteFrame(st, resp)
+}
+
+func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req protocol.Request) {
+	if req.Network != "tcp" && req.Network != "udp" {
+		protocol.WriteFrame(st, protocol.Response{Errno: int(syscall.EAFNOSUPPORT), Error: "unsupported network " + req.Network})
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	c, err := s.Target.Dial(dctx, req.Network, req.Addr)
+	cancel()
+	if err != nil {
+		resp := protocol.ErrorResponse(err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			resp.Errno = int(syscall.ETIMEDOUT)
+		}
+		protocol.WriteFrame(st, resp)
+		s.Log.Debug("dial failed", "session", ss.id, "network", req.Network, "addr", req.Addr, "err", err)
+		return
+	}
+	defer c.Close()
+	if err := protocol.WriteFrame(st, protocol.Response{LocalAddr: c.LocalAddr().String()}); err != nil {
+		return
+	}
+	if req.Network == "udp" {
+		relayUDP(st, c)
+		return
+	}
+	if hc, ok := c.(halfCloser); ok {
+		Splice(st, hc)
+	}
+}
+
+// halfCloser is a connection whose write side can be shut on its own.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// Splice copies a and b into each other until both directions end,
+// passing half-closes through, then closes both.
+func Splice(a, b halfCloser) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src halfCloser) {
+		defer wg.Done()
+		_, err := io.Copy(dst, src)
+		if err != nil {
+			// A reset or broken stream: tear both down so the peer sees it.
+			a.Close()
+			b.Close()
+			return
+		}
+		dst.CloseWrite()
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+// relayUDP carries datagrams between a stream (length-prefixed) and a
+// connected UDP socket.
+func relayUDP(st protocol.Stream, c net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, protocol.MaxDatagram)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					// An ICMP port unreachable: keep going, as the app's own socket would.
+					continue
+				}
+				return
+			}
+			if err := protocol.WriteDatagram(st, buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, protocol.MaxDatagram)
+	for {
+		n, err := protocol.ReadDatagram(st, buf)
+		if err != nil {
+			break
+		}
+		c.Write(buf[:n])
+	}
+	c.Close()
+	<-done
+}

@@ -1,0 +1,57 @@
+// Package agent is tether-agent's server: it accepts tether sessions over
+// the protocol mux and serves each request from the target process's
+// context — its environment, hostname, network namespace and root file
+// system.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+)
+
+// Target is the process whose context the agent serves. ProcessTarget is the
+// real one (a PID on this host); tests use a directory-backed fake.
+type Target interface {
+	// PID of the target process (0 for a fake).
+	PID() int
+	// Environ returns the target's environment as KEY=VALUE strings.
+	Environ() ([]string, error)
+	// Hostname returns the target's hostname (its UTS namespace).
+	Hostname() (string, error)
+	// Dial connects from the target's network namespace.
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Root is the target's root directory.
+	Root() *os.Root
+	// Close releases what the target holds open.
+	Close() error
+}
+
+// parseEnviron splits the NUL-separated content of /proc/PID/environ.
+func parseEnviron(b []byte) []string {
+	var env []string
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if len(kv) > 0 && bytes.IndexByte(kv, '=') > 0 {
+			env = append(env, string(kv))
+		}
+	}
+	return env
+}
+
+func procPath(pid int, rest string) string {
+	return "/proc/" + strconv.Itoa(pid) + "/" + rest
+}
+
+// checkPID verifies a target PID exists and the agent may read its state.
+func checkPID(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("target pid %d is not valid: give the PID of the target process (--target-pid)", pid)
+	}
+	if _, err := os.Stat(procPath(pid, "")); err != nil {
+		return fmt.Errorf("target process %d does not exist: %w", pid, err)
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package layer
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// seccompInput builds a struct seccomp_data for x/net/bpf's VM. The VM
+// loads words big-endian while the kernel's struct is native (little)
+// endian, so each 32-bit field the filter loads is stored big-endian here:
+// the filter then sees the same values it sees in the kernel.
+func seccompInput(arch uint32, nr uint32, args [6]uint64) []byte {
+	b := make([]byte, 64)
+	binary.BigEndian.PutUint32(b[offNr:], nr)
+	binary.BigEndian.PutUint32(b[offArch:], arch)
+	for i, a := range args {
+		binary.BigEndian.PutUint32(b[offArgs+8*i:], uint32(a))
+		binary.BigEndian.PutUint32(b[offArgs+8*i+4:], uint32(a>>32))
+	}
+	return b
+}
+
+func TestFilter(t *testing.T) {
+	vm, err := bpf.NewVM(filterProgram())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const someAddr = 0x7ffe_1234_5678
+	tests := []struct {
+		name string
+		arch uint32
+		nr   uint32
+		args [6]uint64
+		want uint32
+	}{
+		{"foreign arch killed", 0x40000003 /* i386 */, unix.SYS_OPENAT, [6]uint64{}, retKill},
+		{"x32 ENOSYS", auditArchX86_64, x32SyscallBit | unix.SYS_OPENAT, [6]uint64{}, retENOSYS},
+		{"io_uring_setup ENOSYS", auditArchX86_64, unix.SYS_IO_URING_SETUP, [6]uint64{}, retENOSYS},
+		{"io_uring_enter ENOSYS", auditArchX86_64, unix.SYS_IO_URING_ENTER, [6]uint64{}, retENOSYS},
+		{"io_uring_register ENOSYS", auditArchX86_64, unix.SYS_IO_URING_REGISTER, [6]uint64{}, retENOSYS},
+		{"read allowed", auditArchX86_64, unix.SYS_READ, [6]uint64{}, retAllow},
+		{"write allowed", auditArchX86_64, unix.SYS_WRITE, [6]uint64{}, retAllow},
+		{"sendmsg allowed (trampoline)", auditArchX86_64, unix.SYS_SENDMSG, [6]uint64{}, retAllow},
+		{"openat trapped", auditArchX86_64, unix.SYS_OPENAT, [6]uint64{}, retNotify},
+		{"connect trapped", auditArchX86_64, unix.SYS_CONNECT, [6]uint64{}, retNotify},
+		{"getpeername trapped", auditArchX86_64, unix.SYS_GETPEERNAME, [6]uint64{}, retNotify},
+		{"uname trapped", auditArchX86_64, unix.SYS_UNAME, [6]uint64{}, retNotify},
+		{"fstat via newfstatat allowed", auditArchX86_64, unix.SYS_NEWFSTATAT, [6]uint64{3, someAddr, someAddr, unix.AT_EMPTY_PATH}, retAllow},
+		{"newfstatat path trapped", auditArchX86_64, unix.SYS_NEWFSTATAT, [6]uint64{unix.AT_FDCWD & 0xffffffff, someAddr, someAddr, 0}, retNotify},
+		{"statx fd allowed", auditArchX86_64, unix.SYS_STATX, [6]uint64{3, someAddr, unix.AT_EMPTY_PATH, 0x7ff, someAddr}, retAllow},
+		{"statx path trapped", auditArchX86_64, unix.SYS_STATX, [6]uint64{3, someAddr, unix.AT_SYMLINK_NOFOLLOW, 0x7ff, someAddr}, retNotify},
+		{"sendto connected allowed", auditArchX86_64, unix.SYS_SENDTO, [6]uint64{3, someAddr, 10, 0, 0, 0}, retAllow},
+		{"sendto with dest trapped", auditArchX86_64, unix.SYS_SENDTO, [6]uint64{3, someAddr, 10, 0, someAddr, 16}, retNotify},
+		{"sendto dest in high word trapped", auditArchX86_64, unix.SYS_SENDTO, [6]uint64{3, someAddr, 10, 0, 1 << 40, 16}, retNotify},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vm.Run(seccompInput(tt.arch, tt.nr, tt.args))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint32(got) != tt.want {
+				t.Fatalf("filter returned %#x, want %#x", got, tt.want)
+			}
+		})
+	}
+	for _, nr := range trapped {
+		got, _ := vm.Run(seccompInput(auditArchX86_64, nr, [6]uint64{}))
+		if uint32(got) != retNotify {
+			t.Errorf("syscall %d in trapped list returned %#x", nr, got)
+		}
+	}
+	if _, err := buildFilter(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,511 @@
+package layer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// remoteTimeout bounds one file request to the agent.
+const remoteTimeout = 60 * time.Second
+
+func (s *supervisor) remoteCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, remoteTimeout)
+}
+
+// openArgs decodes open/openat/openat2 arguments.
+func openArgs(n *notif) (dirfd int32, pathPtr uint64, flags uint64, mode uint32, ok bool) {
+	a := n.Data.Args
+	switch n.Data.Nr {
+	case unix.SYS_OPEN:
+		return unix.AT_FDCWD, a[0], a[1], uint32(a[2]), true
+	case unix.SYS_OPENAT:
+		return int32(a[0]), a[1], a[2], uint32(a[3]), true
+	case unix.SYS_OPENAT2:
+		var how unix.OpenHow
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&how)), unsafe.Sizeof(how))
+		if _, err := readMem(int(n.Pid), a[2], b); err != nil {
+			return 0, 0, 0, 0, false
+		}
+		return int32(a[0]), a[1], how.Flags, uint32(how.Mode), true
+	}
+	return 0, 0, 0, 0, false
+}
+
+func wantsWrite(flags uint64) bool {
+	return flags&unix.O_ACCMODE != unix.O_RDONLY || flags&(unix.O_CREAT|unix.O_TRUNC) != 0
+}
+
+func (s *supervisor) onOpen(n notif) {
+	dirfd, ptr, flags, mode, ok := openArgs(&n)
+	if !ok {
+		s.cont(&n)
+		return
+	}
+	p, ok := s.readPath(&n, dirfd, ptr)
+	if !ok {
+		s.cont(&n)
+		return
+	}
+	if content, ok := s.sess.VirtualFile(p); ok {
+		if wantsWrite(flags) {
+			s.fail(&n, unix.EROFS)
+			return
+		}
+		s.injectBytes(&n, p, content, flags)
+		return
+	}
+	route := s.sess.RouteFile(p)
+	switch route {
+	case Local:
+		s.cont(&n)
+		return
+	case NotFound:
+		s.fail(&n, unix.ENOENT)
+		return
+	}
+	s.slow(func() { s.openRemote(&n, p, flags, mode, route) })
+}
+
+func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, route Route) {
+	ctx, cancel := s.remoteCtx()
+	defer cancel()
+	if wantsWrite(flags) {
+		if route != RemoteWrite {
+			// A read-only file system: EROFS, unless the path is simply missing.
+			if _, err := s.sess.Stat(ctx, p, true); errnoOf(err) == unix.ENOENT && flags&unix.O_CREAT == 0 {
+				s.fail(n, unix.ENOENT)
+				return
+			}
+			s.fail(n, unix.EROFS)
+			return
+		}
+		s.wb.open(ctx, n, p, flags, mode)
+		return
+	}
+	if flags&unix.O_DIRECTORY == 0 {
+		st, rc, err := s.sess.ReadFile(ctx, p)
+		if err == nil {
+			defer rc.Close()
+			s.injectReader(n, p, st, rc, flags)
+			return
+		}
+		if errnoOf(err) != unix.EISDIR {
+			s.failErr(n, err)
+			return
+		}
+	}
+	s.openRemoteDir(ctx, n, p, flags)
+}
+
+var shadowGen atomic.Int64
+
+// openRemoteDir materialises a remote directory listing as a shadow
+// directory of empty entries (so getdents and d_type work natively) and
+// injects it. Lookups relative to it map back to the remote path.
+func (s *supervisor) openRemoteDir(ctx context.Context, n *notif, p string, flags uint64) {
+	entries, err := s.sess.ReadDir(ctx, p)
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	dir := path.Join(s.shadowDir, strconv.FormatInt(shadowGen.Add(1), 10), p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		s.failErr(n, err)
+		return
+	}
+	for _, e := range entries {
+		if e.Name == "" || strings.Contains(e.Name, "/") || e.Name == "." || e.Name == ".." {
+			continue
+		}
+		ep := path.Join(dir, e.Name)
+		switch e.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			os.Mkdir(ep, 0o700)
+		case unix.S_IFLNK:
+			os.Symlink("remote", ep)
+		default:
+			if f, err := os.OpenFile(ep, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+				f.Close()
+			}
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	defer unix.Close(fd)
+	s.inject(n, fd, flags)
+}
+
+// shadowToRemote maps a path inside the shadow tree back to the remote path.
+func (s *supervisor) shadowToRemote(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, s.shadowDir+"/")
+	if !ok {
+		return "", false
+	}
+	_, after, _ := strings.Cut(rest, "/") // drop the generation
+	return "/" + after, true
+}
+
+// injectBytes puts content in a sealed memfd and injects it.
+func (s *supervisor) injectBytes(n *notif, name string, content []byte, flags uint64) {
+	fd, err := sealedMemfd(name, strings.NewReader(string(content)))
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	defer unix.Close(fd)
+	s.injectReadOnly(n, fd, flags)
+}
+
+func (s *supervisor) injectReader(n *notif, name string, st *protocol.Stat, r io.Reader, flags uint64) {
+	fd, err := sealedMemfd(name, io.LimitReader(r, st.Size))
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	defer unix.Close(fd)
+	s.injectReadOnly(n, fd, flags)
+}
+
+// injectReadOnly re-opens the memfd read-only (so F_GETFL and writes behave
+// as on a read-only file) and injects that.
+func (s *supervisor) injectReadOnly(n *notif, memfd int, flags uint64) {
+	ro, err := unix.Open("/proc/self/fd/"+strconv.Itoa(memfd), unix.O_RDONLY|unix.O_CLOEXEC|int(flags&unix.O_NONBLOCK), 0)
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	defer unix.Close(ro)
+	s.inject(n, ro, flags)
+}
+
+// inject installs fd in the caller and answers the open with its number.
+func (s *supervisor) inject(n *notif, fd int, flags uint64) {
+	newfd, err := notifAddFD(s.lfd, n.ID, fd, flags&unix.O_CLOEXEC != 0)
+	if err != nil {
+		if err != unix.ENOENT && err != unix.ESRCH {
+			s.log.Debug("ADDFD failed", "err", err)
+			s.fail(n, unix.EMFILE)
+		}
+		return // interrupted or exiting: the kernel restarts or drops the call
+	}
+	s.stats.injected.Add(1)
+	s.ret(n, int64(newfd))
+}
+
+// sealedMemfd returns a memfd holding r's bytes, sealed against changes.
+func sealedMemfd(name string, r io.Reader) (int, error) {
+	fd, err := unix.MemfdCreate("tether:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return -1, err
+	}
+	dup, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return -1, err
+	}
+	unix.FcntlInt(uintptr(dup), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
+	return dup, nil
+}
+
+// pathQueryArgs decodes the path argument of stat/access/readlink calls.
+func pathQueryArgs(n *notif) (dirfd int32, ptr uint64) {
+	a := n.Data.Args
+	switch n.Data.Nr {
+	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_ACCESS, unix.SYS_READLINK:
+		return unix.AT_FDCWD, a[0]
+	}
+	return int32(a[0]), a[1]
+}
+
+// onPathQuery handles stat/lstat/newfstatat/statx/access/faccessat*/readlink*.
+func (s *supervisor) onPathQuery(n notif) {
+	dirfd, ptr := pathQueryArgs(&n)
+	p, ok := s.readPath(&n, dirfd, ptr)
+	if !ok {
+		s.cont(&n)
+		return
+	}
+	if content, ok := s.sess.VirtualFile(p); ok {
+		s.answerPathQuery(&n, p, virtualStat(content), nil, Local)
+		return
+	}
+	route := s.sess.RouteFile(p)
+	switch route {
+	case Local:
+		s.cont(&n)
+		return
+	case NotFound:
+		s.fail(&n, unix.ENOENT)
+		return
+	}
+	s.slow(func() {
+		ctx, cancel := s.remoteCtx()
+		defer cancel()
+		nr := n.Data.Nr
+		if nr == unix.SYS_READLINK || nr == unix.SYS_READLINKAT {
+			target, err := s.sess.Readlink(ctx, p)
+			if err != nil {
+				s.failErr(&n, err)
+				return
+			}
+			s.answerReadlink(&n, target)
+			return
+		}
+		st, err := s.sess.Stat(ctx, p, statFollows(&n))
+		s.answerPathQuery(&n, p, st, err, route)
+	})
+}
+
+// statFollows reports whether a stat-family call follows a final symlink.
+func statFollows(n *notif) bool {
+	a := n.Data.Args
+	switch n.Data.Nr {
+	case unix.SYS_LSTAT:
+		return false
+	case unix.SYS_NEWFSTATAT:
+		return a[3]&unix.AT_SYMLINK_NOFOLLOW == 0
+	case unix.SYS_STATX:
+		return a[2]&unix.AT_SYMLINK_NOFOLLOW == 0
+	case unix.SYS_FACCESSAT2:
+		return a[3]&unix.AT_SYMLINK_NOFOLLOW == 0
+	}
+	return true
+}
+
+func virtualStat(content []byte) *protocol.Stat {
+	now := time.Now().UnixNano()
+	return &protocol.Stat{Mode: unix.S_IFREG | 0o644, Size: int64(len(content)), Nlink: 1, Blksize: 4096,
+		Blocks: (int64(len(content)) + 511) / 512, Atime: now, Mtime: now, Ctime: now}
+}
+
+func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err error, route Route) {
+	a := n.Data.Args
+	pid := int(n.Pid)
+	switch n.Data.Nr {
+	case unix.SYS_READLINK, unix.SYS_READLINKAT:
+		s.fail(n, unix.EINVAL) // virtual files are not symlinks
+		return
+	}
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	switch n.Data.Nr {
+	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT:
+		buf := a[1]
+		if n.Data.Nr == unix.SYS_NEWFSTATAT {
+			buf = a[2]
+		}
+		out := statBytes(st)
+		if writeMem(pid, buf, out) != nil {
+			s.fail(n, unix.EFAULT)
+			return
+		}
+		s.ret(n, 0)
+	case unix.SYS_STATX:
+		if writeMem(pid, a[4], statxBytes(st)) != nil {
+			s.fail(n, unix.EFAULT)
+			return
+		}
+		s.ret(n, 0)
+	case unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
+		mode := a[1]
+		if n.Data.Nr != unix.SYS_ACCESS {
+			mode = a[2]
+		}
+		if mode&unix.W_OK != 0 && route != RemoteWrite {
+			s.fail(n, unix.EROFS)
+			return
+		}
+		if mode&unix.X_OK != 0 && st.Mode&0o111 == 0 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			s.fail(n, unix.EACCES)
+			return
+		}
+		s.ret(n, 0)
+	default:
+		s.cont(n)
+	}
+}
+
+func (s *supervisor) answerReadlink(n *notif, target string) {
+	a := n.Data.Args
+	buf, size := a[1], a[2]
+	if n.Data.Nr == unix.SYS_READLINKAT {
+		buf, size = a[2], a[3]
+	}
+	if int64(size) <= 0 {
+		s.fail(n, unix.EINVAL)
+		return
+	}
+	b := []byte(target)
+	if uint64(len(b)) > size {
+		b = b[:size]
+	}
+	if writeMem(int(n.Pid), buf, b) != nil {
+		s.fail(n, unix.EFAULT)
+		return
+	}
+	s.ret(n, int64(len(b)))
+}
+
+// statBytes renders st as the kernel's struct stat (x86_64).
+func statBytes(st *protocol.Stat) []byte {
+	var k unix.Stat_t
+	k.Dev, k.Ino, k.Nlink, k.Mode = st.Dev, st.Ino, st.Nlink, st.Mode
+	k.Uid, k.Gid, k.Rdev, k.Size = st.Uid, st.Gid, st.Rdev, st.Size
+	k.Blksize, k.Blocks = st.Blksize, st.Blocks
+	k.Atim = unix.NsecToTimespec(st.Atime)
+	k.Mtim = unix.NsecToTimespec(st.Mtime)
+	k.Ctim = unix.NsecToTimespec(st.Ctime)
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k))...)
+}
+
+func statxTS(ns int64) unix.StatxTimestamp {
+	return unix.StatxTimestamp{Sec: ns / 1e9, Nsec: uint32(ns % 1e9)}
+}
+
+// statxBytes renders st as struct statx.
+func statxBytes(st *protocol.Stat) []byte {
+	var k unix.Statx_t
+	k.Mask = unix.STATX_BASIC_STATS
+	k.Blksize = uint32(st.Blksize)
+	k.Nlink = uint32(st.Nlink)
+	k.Uid, k.Gid = st.Uid, st.Gid
+	k.Mode = uint16(st.Mode)
+	k.Ino = st.Ino
+	k.Size = uint64(st.Size)
+	k.Blocks = uint64(st.Blocks)
+	k.Atime, k.Mtime, k.Ctime = statxTS(st.Atime), statxTS(st.Mtime), statxTS(st.Ctime)
+	k.Rdev_major, k.Rdev_minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	k.Dev_major, k.Dev_minor = unix.Major(st.Dev), unix.Minor(st.Dev)
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k))...)
+}
+
+// onXattr: remote files have no extended attributes (ls -l asks for
+// security.selinux and ACLs).
+func (s *supervisor) onXattr(n *notif) {
+	p, ok := s.readPath(n, unix.AT_FDCWD, n.Data.Args[0])
+	if !ok {
+		s.cont(n)
+		return
+	}
+	if _, virtual := s.sess.VirtualFile(p); !virtual && s.sess.RouteFile(p) == Local {
+		s.cont(n)
+		return
+	}
+	if n.Data.Nr == unix.SYS_LISTXATTR || n.Data.Nr == unix.SYS_LLISTXATTR {
+		s.ret(n, 0)
+		return
+	}
+	s.fail(n, unix.ENODATA)
+}
+
+// modifyArgs decodes mkdir/rmdir/unlink/rename-family arguments into
+// absolute paths (to is set for renames).
+func (s *supervisor) modifyArgs(n *notif) (op string, from, to string, perm uint32, ok bool) {
+	a := n.Data.Args
+	get := func(dirfd int32, ptr uint64) string {
+		p, good := s.readPath(n, dirfd, ptr)
+		if !good {
+			ok = false
+		}
+		return p
+	}
+	ok = true
+	switch n.Data.Nr {
+	case unix.SYS_MKDIR:
+		return "mkdir", get(unix.AT_FDCWD, a[0]), "", uint32(a[1]), ok
+	case unix.SYS_MKDIRAT:
+		return "mkdir", get(int32(a[0]), a[1]), "", uint32(a[2]), ok
+	case unix.SYS_RMDIR, unix.SYS_UNLINK:
+		return "remove", get(unix.AT_FDCWD, a[0]), "", 0, ok
+	case unix.SYS_UNLINKAT:
+		return "remove", get(int32(a[0]), a[1]), "", 0, ok
+	case unix.SYS_RENAME:
+		return "rename", get(unix.AT_FDCWD, a[0]), get(unix.AT_FDCWD, a[1]), 0, ok
+	case unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
+		return "rename", get(int32(a[0]), a[1]), get(int32(a[2]), a[3]), 0, ok
+	}
+	return "", "", "", 0, false
+}
+
+func (s *supervisor) onModify(n notif) {
+	op, from, to, perm, ok := s.modifyArgs(&n)
+	if !ok {
+		s.cont(&n)
+		return
+	}
+	route := s.sess.RouteFile(from)
+	if _, virtual := s.sess.VirtualFile(from); virtual {
+		route = RemoteRead
+	}
+	if op == "rename" {
+		toRoute := s.sess.RouteFile(to)
+		if (route == Local) != (toRoute == Local) {
+			s.fail(&n, unix.EXDEV) // across file systems, as the kernel says
+			return
+		}
+	}
+	switch route {
+	case Local:
+		s.cont(&n)
+		return
+	case NotFound:
+		s.fail(&n, unix.ENOENT)
+		return
+	case RemoteRead:
+		s.fail(&n, unix.EROFS)
+		return
+	}
+	s.slow(func() {
+		ctx, cancel := s.remoteCtx()
+		defer cancel()
+		var err error
+		switch op {
+		case "mkdir":
+			err = s.sess.Mkdir(ctx, from, perm&^umaskOf(int(n.Pid)))
+		case "remove":
+			err = s.sess.Remove(ctx, from)
+		case "rename":
+			err = s.sess.Rename(ctx, from, to)
+		}
+		if err != nil {
+			s.failErr(&n, err)
+			return
+		}
+		s.ret(&n, 0)
+	})
+}
+
+// umaskOf reads a process's umask (0022 when unknown).
+func umaskOf(pid int) uint32 {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return uint32(m)
+			}
+		}
+	}
+	return 0o022
+}

@@ -1,0 +1,208 @@
+package layer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// trampolineArg marks the re-executed tether binary that installs the
+// filter and execs the user's command.
+const trampolineArg = "__tether_trampoline"
+
+// MaybeTrampoline must be called first thing in main of any binary that
+// calls Run. In the re-executed child it installs the filter, hands the
+// listener to the supervisor and execs the command; it never returns there.
+func MaybeTrampoline() {
+	if len(os.Args) < 3 || os.Args[1] != trampolineArg {
+		return
+	}
+	trampoline(os.Args[3:])
+}
+
+// trampoline runs in the child: look up the command, install the filter,
+// hand the listener fd over (fd 3, a SEQPACKET socket), exec.
+func trampoline(args []string) {
+	// TSYNC puts the filter on all of Go's threads; locking keeps execve on
+	// the thread that installed it, for clarity.
+	runtime.LockOSThread()
+	const sock = 3
+	fail := func(code int, msg string) {
+		unix.Sendmsg(sock, []byte("err:"+msg), nil, nil, 0)
+		os.Exit(code)
+	}
+	if len(args) == 0 {
+		fail(2, "no command given")
+	}
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		fail(127, fmt.Sprintf("%s: command not found (check the name and PATH)", args[0]))
+	}
+	lfd, err := installFilter()
+	if err != nil {
+		fail(126, err.Error())
+	}
+	// sendmsg is not trapped, otherwise this would deadlock: nobody holds
+	// the listener yet to answer.
+	if err := unix.Sendmsg(sock, []byte("ok"), unix.UnixRights(lfd), nil, 0); err != nil {
+		os.Exit(126)
+	}
+	unix.Close(lfd)
+	unix.Close(sock)
+	err = syscall.Exec(path, args, os.Environ())
+	fmt.Fprintf(os.Stderr, "tether: exec %s: %v\n", path, err)
+	os.Exit(126)
+}
+
+// Options describe one supervised command.
+type Options struct {
+	Args    []string // command and arguments
+	Env     []string // its full environment
+	Dir     string   // working directory ("" = ours)
+	Stdin   *os.File
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Session Session
+	Log     *slog.Logger
+}
+
+// ExitError reports how the supervised command ended when it did not exit 0.
+type ExitError struct {
+	Code   int            // exit code, or 128+signal
+	Signal syscall.Signal // set when killed by a signal
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("command killed by signal %v", e.Signal)
+	}
+	return fmt.Sprintf("command exited with code %d", e.Code)
+}
+
+// Run starts opt.Args under the supervisor and serves its trapped syscalls
+// until it exits. Signals SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to this
+// process are forwarded to the command's process group. It returns nil for
+// exit code 0, an *ExitError for other endings, or a setup error.
+func Run(ctx context.Context, opt Options) error {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	s, err := newSupervisor(ctx, opt.Session, opt.Log)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("creating the launch socket: %w", err)
+	}
+	parent, child := fds[0], os.NewFile(uintptr(fds[1]), "tether-launch")
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the tether executable: %w", err)
+	}
+	cmd := exec.Command(exe, append([]string{trampolineArg, "--"}, opt.Args...)...)
+	cmd.Args[0] = opt.Args[0] // ps shows the user's command while the trampoline runs
+	cmd.Env = opt.Env
+	cmd.Dir = opt.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opt.Stdin, opt.Stdout, opt.Stderr
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tty := opt.Stdin != nil && isTerminal(int(opt.Stdin.Fd()))
+	if tty {
+		// Job control like a shell: the command's group owns the terminal,
+		// so Ctrl-C reaches it (and its children) once, not twice.
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = int(opt.Stdin.Fd())
+	}
+	// Catch signals before the child exists so none is lost in between.
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigc)
+	if err := cmd.Start(); err != nil {
+		child.Close()
+		unix.Close(parent)
+		return fmt.Errorf("starting %s: %w", opt.Args[0], err)
+	}
+	child.Close()
+	if tty {
+		defer reclaimTerminal(int(opt.Stdin.Fd()))
+	}
+	lfd, err := receiveListener(parent)
+	unix.Close(parent)
+	if err != nil {
+		cmd.Wait()
+		return err
+	}
+	s.lfd = lfd
+	go s.loop()
+	go func() {
+		for sig := range sigc {
+			// The whole group: shell pipelines and their children stop too.
+			unix.Kill(-cmd.Process.Pid, sig.(syscall.Signal))
+		}
+	}()
+	werr := cmd.Wait()
+	s.finish()
+	if werr == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitError{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+		}
+		return &ExitError{Code: ee.ExitCode()}
+	}
+	return fmt.Errorf("waiting for %s: %w", opt.Args[0], werr)
+}
+
+// receiveListener reads the trampoline's report: the listener fd, or why it failed.
+func receiveListener(sock int) (int, error) {
+	buf := make([]byte, 512)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil || n == 0 {
+		return -1, fmt.Errorf("the launcher died before installing the seccomp filter (%v)", err)
+	}
+	if msg, ok := strings.CutPrefix(string(buf[:n]), "err:"); ok {
+		return -1, &LaunchError{Msg: msg}
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("the launcher sent no listener fd: %v", err)
+	}
+	rights, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(rights) != 1 {
+		return -1, fmt.Errorf("the launcher sent a bad listener fd: %v", err)
+	}
+	return rights[0], nil
+}
+
+// LaunchError is a failure to start the command (not found, filter refused).
+type LaunchError struct{ Msg string }
+
+func (e *LaunchError) Error() string { return e.Msg }
+
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
+
+// reclaimTerminal makes our process group the terminal's foreground again.
+func reclaimTerminal(fd int) {
+	signal.Ignore(syscall.SIGTTOU)
+	defer signal.Reset(syscall.SIGTTOU)
+	unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
+}

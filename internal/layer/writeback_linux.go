@@ -1,0 +1,205 @@
+package layer
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeback serves remote files opened for writing (fs mode "write"): the
+// caller gets a private local copy, and its content goes back to the
+// target each time a writer closes it (inotify IN_CLOSE_WRITE) and once
+// more when the command ends.
+type writeback struct {
+	s   *supervisor
+	dir string
+	ifd int
+
+	mu    sync.Mutex
+	seq   int
+	byWD  map[int32]*wbFile
+	files []*wbFile
+}
+
+type wbFile struct {
+	mu     sync.Mutex
+	remote string
+	local  string
+	perm   uint32
+	synced fileVersion
+}
+
+type fileVersion struct {
+	size  int64
+	mtime int64
+	ctime int64
+}
+
+func versionOf(p string) (fileVersion, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return fileVersion{}, err
+	}
+	return fileVersion{st.Size, st.Mtim.Nano(), st.Ctim.Nano()}, nil
+}
+
+func newWriteback(s *supervisor, dir string) (*writeback, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	w := &writeback{s: s, dir: dir, ifd: ifd, byWD: map[int32]*wbFile{}}
+	go w.watch()
+	return w, nil
+}
+
+func (w *writeback) close() { unix.Close(w.ifd) }
+
+// open creates the local copy of remote path p and injects it.
+func (w *writeback) open(ctx context.Context, n *notif, p string, flags uint64, mode uint32) {
+	s := w.s
+	st, err := s.sess.Stat(ctx, p, flags&unix.O_NOFOLLOW == 0)
+	exists := err == nil
+	switch {
+	case err != nil && errnoOf(err) != unix.ENOENT:
+		s.failErr(n, err)
+		return
+	case !exists && flags&unix.O_CREAT == 0:
+		s.fail(n, unix.ENOENT)
+		return
+	case exists && flags&(unix.O_CREAT|unix.O_EXCL) == unix.O_CREAT|unix.O_EXCL:
+		s.fail(n, unix.EEXIST)
+		return
+	case exists && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		s.fail(n, unix.EISDIR)
+		return
+	}
+	w.mu.Lock()
+	w.seq++
+	local := path.Join(w.dir, strconv.Itoa(w.seq)+"-"+path.Base(p))
+	w.mu.Unlock()
+	f, err := os.OpenFile(local, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	perm := mode &^ umaskOf(int(n.Pid)) & 0o7777
+	if exists {
+		perm = st.Mode & 0o7777
+		if flags&unix.O_TRUNC == 0 {
+			_, rc, err := s.sess.ReadFile(ctx, p)
+			if err != nil {
+				f.Close()
+				s.failErr(n, err)
+				return
+			}
+			_, err = f.ReadFrom(rc)
+			rc.Close()
+			if err != nil {
+				f.Close()
+				s.failErr(n, err)
+				return
+			}
+		}
+	}
+	f.Close()
+	wf := &wbFile{remote: p, local: local, perm: perm}
+	if !exists || flags&unix.O_TRUNC != 0 {
+		// Create/truncate now, as the kernel would, so errors (missing
+		// directory, permissions) surface at open.
+		if err := wf.upload(ctx, s); err != nil {
+			os.Remove(local)
+			s.failErr(n, err)
+			return
+		}
+	} else {
+		wf.synced, _ = versionOf(local)
+	}
+	wd, err := unix.InotifyAddWatch(w.ifd, local, unix.IN_CLOSE_WRITE)
+	if err == nil {
+		w.mu.Lock()
+		w.byWD[int32(wd)] = wf
+		w.files = append(w.files, wf)
+		w.mu.Unlock()
+	}
+	keep := int(flags & (unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DSYNC | unix.O_SYNC))
+	fd, err := unix.Open(local, keep|unix.O_CLOEXEC, 0)
+	if err != nil {
+		s.failErr(n, err)
+		return
+	}
+	defer unix.Close(fd)
+	s.inject(n, fd, flags)
+}
+
+// upload sends the local copy to the target if it changed since the last upload.
+func (wf *wbFile) upload(ctx context.Context, s *supervisor) error {
+	wf.mu.Lock()
+	defer wf.mu.Unlock()
+	v, err := versionOf(wf.local)
+	if err != nil {
+		return err
+	}
+	if v == wf.synced && v != (fileVersion{}) {
+		return nil
+	}
+	f, err := os.Open(wf.local)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.sess.WriteFile(ctx, wf.remote, f, v.size, wf.perm); err != nil {
+		s.log.Warn("writing back a remote file failed", "path", wf.remote, "err", err)
+		return err
+	}
+	wf.synced = v
+	return nil
+}
+
+// watch uploads files as their writers close them.
+func (w *writeback) watch() {
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := unix.Read(w.ifd, buf)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			wd := int32(binary.LittleEndian.Uint32(buf[off:]))
+			nameLen := int(binary.LittleEndian.Uint32(buf[off+12:]))
+			off += unix.SizeofInotifyEvent + nameLen
+			w.mu.Lock()
+			wf := w.byWD[wd]
+			w.mu.Unlock()
+			if wf != nil {
+				ctx, cancel := context.WithTimeout(w.s.ctx, remoteTimeout)
+				wf.upload(ctx, w.s)
+				cancel()
+			}
+		}
+	}
+}
+
+// flushAll uploads every file whose local copy changed since its last upload.
+func (w *writeback) flushAll() {
+	w.mu.Lock()
+	files := append([]*wbFile(nil), w.files...)
+	w.mu.Unlock()
+	for _, wf := range files {
+		ctx, cancel := context.WithTimeout(w.s.ctx, remoteTimeout)
+		wf.upload(ctx, w.s)
+		cancel()
+	}
+}
+

@@ -1,0 +1,384 @@
+// Package session is the client runtime of one `tether exec`: it connects
+// to the agent, fetches the target's context (environment, hostname, DNS
+// files), makes the routing decisions (outgoing filters, fs mode lists, DNS
+// filter) and carries remote connections and file operations for the
+// seccomp supervisor in package layer.
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tether-dev/tether/internal/config"
+	"github.com/tether-dev/tether/internal/layer"
+	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/version"
+)
+
+// Options configure a session.
+type Options struct {
+	Config *config.Config
+	Log    *slog.Logger
+	// LocalDirs stay local whatever the fs mode (the working directory, the
+	// home directory, the command's directory).
+	LocalDirs []string
+}
+
+// Session is one connected `tether exec`. It implements layer.Session.
+type Session struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	conn    net.Conn
+	mux     protocol.Mux
+	welcome protocol.Welcome
+
+	hostname  string
+	remoteEnv []string
+	virtual   map[string][]byte
+	servers   map[netip.AddrPort]bool // the target's nameservers (port 53)
+
+	fs        *fsRouter
+	out       *outgoingPolicy
+	dnsLocal  *nameFilter
+	dnsRemote *nameFilter
+	names     *nameCache
+
+	proxy *tcpProxy
+
+	relayMu sync.Mutex
+	relays  map[netip.AddrPort]*udpRelay
+	byRelay map[netip.AddrPort]netip.AddrPort // relay address -> real destination
+}
+
+var _ layer.Session = (*Session)(nil)
+
+// DialAgent opens the raw connection to an agent started by other means.
+func DialAgent(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	d.Timeout = 10 * time.Second
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the agent at %s: %w (is tether-agent running there? check --agent-addr)", addr, err)
+	}
+	return c, nil
+}
+
+// New runs the handshake on conn, fetches the target's context and starts
+// the local proxy. Close releases everything.
+func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
+	cfg := opt.Config
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	mux, err := protocol.NewClientMux(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s := &Session{
+		cfg: cfg, log: log, conn: conn, mux: mux, welcome: w,
+		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
+		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
+		names: newNameCache(),
+	}
+	if err := s.setup(ctx, opt); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Session) setup(ctx context.Context, opt Options) error {
+	cfg := s.cfg
+	var err error
+	if s.fs, err = newFSRouter(cfg.FS, cfg.FSMode(), opt.LocalDirs); err != nil {
+		return err
+	}
+	if s.dnsLocal, err = newNameFilter("dns.filter.local", cfg.DNS.Filter.Local); err != nil {
+		return err
+	}
+	if s.dnsRemote, err = newNameFilter("dns.filter.remote", cfg.DNS.Filter.Remote); err != nil {
+		return err
+	}
+	s.out = &outgoingPolicy{tcp: cfg.OutgoingTCP(), udp: cfg.OutgoingUDP(), ignoreLocalhost: cfg.IgnoreLocalhost(), hostsOf: s.names.namesOf}
+	if s.out.local, err = config.ParseOutgoingFilter(cfg.Outgoing.Filter.Local); err != nil {
+		return err
+	}
+	if s.out.remote, err = config.ParseOutgoingFilter(cfg.Outgoing.Filter.Remote); err != nil {
+		return err
+	}
+	if cfg.EnvEnabled() {
+		resp, err := s.call(ctx, protocol.Request{Op: protocol.OpEnv})
+		if err != nil {
+			return fmt.Errorf("reading the target's environment: %w", err)
+		}
+		s.remoteEnv = resp.Env
+	}
+	if cfg.HostnameEnabled() {
+		resp, err := s.call(ctx, protocol.Request{Op: protocol.OpHostname})
+		if err != nil {
+			return fmt.Errorf("reading the target's hostname: %w", err)
+		}
+		s.hostname = resp.Hostname
+		s.virtual["/proc/sys/kernel/hostname"] = []byte(s.hostname + "\n")
+		if b, err := s.readAll(ctx, "/etc/hostname"); err == nil {
+			s.virtual["/etc/hostname"] = b
+		} else {
+			s.virtual["/etc/hostname"] = []byte(s.hostname + "\n")
+		}
+	}
+	if cfg.DNSEnabled() {
+		if b, err := s.readAll(ctx, "/etc/resolv.conf"); err == nil {
+			s.virtual["/etc/resolv.conf"] = resolvConfForLocal(b)
+			for _, ns := range nameservers(b) {
+				s.servers[netip.AddrPortFrom(ns, 53)] = true
+			}
+		} else {
+			s.log.Warn("the target has no readable /etc/resolv.conf; names resolve locally", "err", err)
+		}
+		if b, err := s.readAll(ctx, "/etc/hosts"); err == nil {
+			s.virtual["/etc/hosts"] = b
+		}
+	}
+	s.proxy, err = newTCPProxy(s)
+	return err
+}
+
+// Close ends the session: the proxy, relays and the agent connection.
+func (s *Session) Close() error {
+	if s.proxy != nil {
+		s.proxy.close()
+	}
+	s.relayMu.Lock()
+	for _, r := range s.relays {
+		r.close()
+	}
+	s.relayMu.Unlock()
+	return s.mux.Close()
+}
+
+// Done is closed when the connection to the agent is gone.
+func (s *Session) Done() <-chan struct{} { return s.mux.Done() }
+
+// ID is the session id the agent assigned.
+func (s *Session) ID() string { return s.welcome.SessionID }
+
+// Target describes what the agent serves.
+func (s *Session) Target() protocol.TargetInfo { return s.welcome.Target }
+
+// Env returns the command's environment built from local and the target's.
+func (s *Session) Env(local []string) ([]string, error) {
+	var fileVars map[string]string
+	if f := s.cfg.Env.EnvFile; f != "" {
+		var err error
+		if fileVars, err = config.LoadEnvFile(f); err != nil {
+			return nil, err
+		}
+	}
+	return BuildEnv(local, s.remoteEnv, s.cfg.Env, s.cfg.EnvEnabled(), fileVars), nil
+}
+
+// open starts a request stream and writes req.
+func (s *Session) open(ctx context.Context, req protocol.Request) (protocol.Stream, error) {
+	st, err := s.mux.Open()
+	if err != nil {
+		return nil, fmt.Errorf("the connection to the agent is gone: %w", syscallErr(err))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		st.SetDeadline(d)
+	}
+	if err := protocol.WriteFrame(st, req); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// syscallErr gives transport failures an errno the supervisor can return.
+func syscallErr(err error) error {
+	return &protocol.RemoteError{Errno: syscall.ENETDOWN, Msg: err.Error()}
+}
+
+func readResponse(st protocol.Stream) (protocol.Response, error) {
+	var resp protocol.Response
+	if err := protocol.ReadFrame(st, &resp); err != nil {
+		return resp, fmt.Errorf("reading the agent's answer: %w", syscallErr(err))
+	}
+	return resp, resp.Err()
+}
+
+// call is a request whose whole answer is one Response.
+func (s *Session) call(ctx context.Context, req protocol.Request) (protocol.Response, error) {
+	st, err := s.open(ctx, req)
+	if err != nil {
+		return protocol.Response{}, err
+	}
+	defer st.Close()
+	return readResponse(st)
+}
+
+func (s *Session) readAll(ctx context.Context, p string) ([]byte, error) {
+	_, rc, err := s.ReadFile(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// resolvConfForLocal is the target's resolv.conf plus "options use-vc", so
+// resolvers query over TCP and take the one connect() redirect path (c-ares
+// checks UDP reply sources and would drop relayed answers).
+func resolvConfForLocal(b []byte) []byte {
+	out := bytes.TrimRight(b, "\n")
+	out = append(out, "\n# added by tether: resolve over TCP through the target\noptions use-vc\n"...)
+	return out
+}
+
+// nameservers lists the nameserver addresses in a resolv.conf.
+func nameservers(b []byte) []netip.Addr {
+	var out []netip.Addr
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// --- layer.Session: files ---
+
+func (s *Session) RouteFile(p string) layer.Route { return s.fs.route(p) }
+
+func (s *Session) VirtualFile(p string) ([]byte, bool) {
+	b, ok := s.virtual[p]
+	return b, ok
+}
+
+func (s *Session) Hostname() (string, bool) {
+	return s.hostname, s.cfg.HostnameEnabled() && s.hostname != ""
+}
+
+func (s *Session) Stat(ctx context.Context, p string, follow bool) (*protocol.Stat, error) {
+	resp, err := s.call(ctx, protocol.Request{Op: protocol.OpStat, Path: p, NoFollow: !follow})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Stat == nil {
+		return nil, errors.New("agent sent no stat")
+	}
+	return resp.Stat, nil
+}
+
+// streamReader is a file's content on its stream; Close ends the stream.
+type streamReader struct {
+	io.Reader
+	st protocol.Stream
+}
+
+func (r streamReader) Close() error { return r.st.Close() }
+
+func (s *Session) ReadFile(ctx context.Context, p string) (*protocol.Stat, io.ReadCloser, error) {
+	st, err := s.open(ctx, protocol.Request{Op: protocol.OpRead, Path: p})
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := readResponse(st)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	if resp.Stat == nil {
+		st.Close()
+		return nil, nil, errors.New("agent sent no stat")
+	}
+	return resp.Stat, streamReader{io.LimitReader(st, resp.Stat.Size), st}, nil
+}
+
+func (s *Session) ReadDir(ctx context.Context, p string) ([]protocol.DirEntry, error) {
+	resp, err := s.call(ctx, protocol.Request{Op: protocol.OpReadDir, Path: p})
+	return resp.Entries, err
+}
+
+func (s *Session) Readlink(ctx context.Context, p string) (string, error) {
+	resp, err := s.call(ctx, protocol.Request{Op: protocol.OpReadlink, Path: p})
+	return resp.Target, err
+}
+
+func (s *Session) WriteFile(ctx context.Context, p string, r io.Reader, size int64, perm uint32) error {
+	st, err := s.open(ctx, protocol.Request{Op: protocol.OpWrite, Path: p, Size: size, Perm: perm})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := io.CopyN(st, r, size); err != nil {
+		return fmt.Errorf("sending %s: %w", p, err)
+	}
+	_, err = readResponse(st)
+	return err
+}
+
+func (s *Session) Mkdir(ctx context.Context, p string, perm uint32) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpMkdir, Path: p, Perm: perm})
+	return err
+}
+
+func (s *Session) Remove(ctx context.Context, p string) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpRemove, Path: p})
+	return err
+}
+
+func (s *Session) Rename(ctx context.Context, from, to string) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpRename, Path: from, NewPath: to})
+	return err
+}
+
+// LocalDirs returns the directories that must stay local for a command:
+// the working directory, the home directory and the command's directory.
+func LocalDirs(command string) []string {
+	var dirs []string
+	if wd, err := os.Getwd(); err == nil {
+		dirs = append(dirs, wd)
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, home)
+	}
+	dirs = append(dirs, os.TempDir())
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	if command != "" {
+		if strings.Contains(command, "/") {
+			if abs, err := filepath.Abs(command); err == nil {
+				dirs = append(dirs, filepath.Dir(abs))
+			}
+		}
+	}
+	return dirs
+}
