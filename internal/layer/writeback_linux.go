@@ -202,4 +202,3 @@ func (w *writeback) flushAll() {
 		cancel()
 	}
 }
-

@@ -25,10 +25,10 @@ var builtinLocal = []string{
 
 // fsRouter decides where each path is served from.
 type fsRouter struct {
-	mode                                  string // local, read, write
-	notFound, local, readOnly, readWrite  []*regexp.Regexp
-	builtin                               []*regexp.Regexp
-	localDirs                             []string // cwd, home, executable dir: local with their ancestors
+	mode                                 string // local, read, write
+	notFound, local, readOnly, readWrite []*regexp.Regexp
+	builtin                              []*regexp.Regexp
+	localDirs                            []string // cwd, home, executable dir: local with their ancestors
 }
 
 func compileAll(key string, exprs []string) ([]*regexp.Regexp, error) {

@@ -27,9 +27,9 @@ func TestFSRoute(t *testing.T) {
 		{"read", "/usr/lib/python3.11/os.py", layer.Local},
 		{"read", "/proc/self/status", layer.Local},
 		{"read", "/lib64/ld-linux-x86-64.so.2", layer.Local},
-		{"read", "/work", layer.Local},           // ancestor of cwd
+		{"read", "/work", layer.Local},              // ancestor of cwd
 		{"read", "/work/proj/main.go", layer.Local}, // under cwd
-		{"read", "/workspace", layer.RemoteRead},   // not a path prefix
+		{"read", "/workspace", layer.RemoteRead},    // not a path prefix
 		{"read", "/srv/app/lib.so.1", layer.Local},
 		{"read", "/app/secret/key", layer.NotFound},
 		{"read", "/app/local/x", layer.Local},
