@@ -2,7 +2,9 @@
 # Installs the Debian packages that the integration tests and the demo need.
 # Idempotent: packages already present are not reinstalled.
 set -euo pipefail
-pkgs=(busybox-static dnsmasq-base musl-tools iproute2 curl python3 nodejs nftables)
+# The integration tests (test/harness) also use unshare, nsenter and mount
+# (util-linux, mount), getent (libc-bin) and /usr/bin/python3 itself.
+pkgs=(busybox-static dnsmasq-base musl-tools iproute2 curl python3 nodejs nftables util-linux mount libc-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,7 +13,8 @@ done
 if command -v node >/dev/null 2>&1; then
   missing=("${missing[@]/nodejs}")
 fi
-if command -v python3 >/dev/null 2>&1; then
+# The tests run the system interpreter /usr/bin/python3 (not a pyenv shim).
+if [ -x /usr/bin/python3 ]; then
   missing=("${missing[@]/python3}")
 fi
 want=()

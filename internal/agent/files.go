@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -161,6 +162,7 @@ func (f fileOps) readdir(req protocol.Request) protocol.Response {
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
+	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	resp := protocol.Response{Entries: make([]protocol.DirEntry, 0, len(des))}
 	for _, de := range des {
 		resp.Entries = append(resp.Entries, protocol.DirEntry{Name: de.Name(), Mode: modeBits(de.Type())})

@@ -115,13 +115,12 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if !f.quiet {
 		printSummary(streams, sess, cfg, cfgFile, addr)
 	}
+	finished := make(chan struct{})
 	go func() {
 		select {
 		case <-sess.Done():
-			if ctx.Err() == nil {
-				log.Warn("the connection to the agent was lost: remote files, DNS and connections fail until the command ends")
-			}
-		case <-ctx.Done():
+			log.Warn("the connection to the agent was lost: remote files, DNS and connections fail until the command ends")
+		case <-finished:
 		}
 	}()
 	err = layer.Run(ctx, layer.Options{
@@ -129,6 +128,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		Stdin: streams.In, Stdout: streams.Out, Stderr: streams.Err,
 		Session: sess, Log: log,
 	})
+	close(finished)
 	var ee *layer.ExitError
 	var le *layer.LaunchError
 	switch {

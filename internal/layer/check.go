@@ -40,7 +40,7 @@ func checkKernel(release string) error {
 		return err
 	}
 	if major < MinKernel[0] || (major == MinKernel[0] && minor < MinKernel[1]) {
-		return fmt.Errorf("Linux %d.%d is too old: tether needs Linux %d.%d or newer for seccomp user notification (WAIT_KILLABLE_RECV); run on a newer kernel (Debian 12 backports, Ubuntu 22.04 HWE or later)",
+		return fmt.Errorf("kernel Linux %d.%d is too old: tether needs Linux %d.%d or newer for seccomp user notification (WAIT_KILLABLE_RECV); run on a newer kernel (Debian 12 backports, Ubuntu 22.04 HWE or later)",
 			major, minor, MinKernel[0], MinKernel[1])
 	}
 	return nil

@@ -77,3 +77,43 @@ func TestFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzFilter checks the filter's invariants on arbitrary syscall data: a
+// foreign architecture is always killed, io_uring never runs, and a
+// trapped syscall on x86_64 always reaches the supervisor.
+func FuzzFilter(f *testing.F) {
+	vm, err := bpf.NewVM(filterProgram())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint32(auditArchX86_64), uint32(unix.SYS_OPENAT), uint64(0), uint64(0), uint64(0), uint64(0), uint64(0))
+	f.Add(uint32(auditArchX86_64), uint32(unix.SYS_SENDTO), uint64(3), uint64(1), uint64(0), uint64(0), uint64(1<<33))
+	f.Fuzz(func(t *testing.T, arch, nr uint32, a0, a1, a2, a3, a4 uint64) {
+		got, err := vm.Run(seccompInput(arch, nr, [6]uint64{a0, a1, a2, a3, a4, 0}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ret := uint32(got)
+		switch {
+		case arch != auditArchX86_64:
+			if ret != retKill {
+				t.Fatalf("arch %#x nr %d: %#x, want KILL", arch, nr, ret)
+			}
+		case nr >= x32SyscallBit:
+			if ret != retENOSYS {
+				t.Fatalf("x32 nr %#x: %#x, want ENOSYS", nr, ret)
+			}
+		case nr == unix.SYS_IO_URING_SETUP || nr == unix.SYS_IO_URING_ENTER || nr == unix.SYS_IO_URING_REGISTER:
+			if ret != retENOSYS {
+				t.Fatalf("io_uring nr %d: %#x", nr, ret)
+			}
+		case ret != retAllow && ret != retNotify:
+			t.Fatalf("nr %d: unexpected %#x", nr, ret)
+		}
+		for _, tr := range trapped {
+			if arch == auditArchX86_64 && nr == tr && ret != retNotify {
+				t.Fatalf("trapped nr %d returned %#x", nr, ret)
+			}
+		}
+	})
+}
