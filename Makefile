@@ -41,7 +41,7 @@ fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
 
 demo: deps build
-	$(GO) run ./test/demo
+	TETHER_INTEGRATION=1 $(GO) test -count=1 -v -run TestDemo ./test/demo | grep -v -e "^=== RUN" -e "^--- PASS" -e "^PASS"
 
 clean:
 	rm -rf $(BIN)
