@@ -45,3 +45,7 @@ demo: deps build
 
 clean:
 	rm -rf $(BIN)
+
+# Benchmarks (not part of test): ratios against baselines from the same run.
+bench: deps
+	TETHER_INTEGRATION=1 TETHER_BENCH=1 $(GO) test -count=1 -v -timeout 30m -run . ./test/bench | grep -v -e "^=== RUN"

@@ -197,3 +197,22 @@ func isStatic(path string) bool {
 	}
 	return true
 }
+
+var (
+	extraMu   sync.Mutex
+	extraBins = map[string]*artifact{}
+)
+
+// GoBinary builds the main package pkg (e.g. "./test/bench/loop") once per
+// test binary, statically like the probe, and returns its path.
+func GoBinary(t testing.TB, pkg, name string) string {
+	t.Helper()
+	extraMu.Lock()
+	a, ok := extraBins[pkg]
+	if !ok {
+		a = &artifact{}
+		extraBins[pkg] = a
+	}
+	extraMu.Unlock()
+	return a.get(t, func(dir string) (string, error) { return goBuild(dir, pkg, name) })
+}
