@@ -129,37 +129,62 @@ func (s *Session) setup(ctx context.Context, opt Options) error {
 	if s.out.remote, err = config.ParseOutgoingFilter(cfg.Outgoing.Filter.Remote); err != nil {
 		return err
 	}
+	// The target's context, fetched in parallel: start-up is what users feel.
+	var (
+		wg                                   sync.WaitGroup
+		envErr, hostErr                      error
+		envResp, hostResp                    protocol.Response
+		hostnameFile, resolvConf, hosts      []byte
+		hostnameFileErr, resolvErr, hostsErr error
+	)
+	fetch := func(fn func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
 	if cfg.EnvEnabled() {
-		resp, err := s.call(ctx, protocol.Request{Op: protocol.OpEnv})
-		if err != nil {
-			return fmt.Errorf("reading the target's environment: %w", err)
-		}
-		s.remoteEnv = resp.Env
+		fetch(func() { envResp, envErr = s.call(ctx, protocol.Request{Op: protocol.OpEnv}) })
 	}
 	if cfg.HostnameEnabled() {
-		resp, err := s.call(ctx, protocol.Request{Op: protocol.OpHostname})
-		if err != nil {
-			return fmt.Errorf("reading the target's hostname: %w", err)
+		fetch(func() { hostResp, hostErr = s.call(ctx, protocol.Request{Op: protocol.OpHostname}) })
+		fetch(func() { hostnameFile, hostnameFileErr = s.readAll(ctx, "/etc/hostname") })
+	}
+	if cfg.DNSEnabled() {
+		fetch(func() { resolvConf, resolvErr = s.readAll(ctx, "/etc/resolv.conf") })
+		fetch(func() { hosts, hostsErr = s.readAll(ctx, "/etc/hosts") })
+	}
+	wg.Wait()
+	if cfg.EnvEnabled() {
+		if envErr != nil {
+			return fmt.Errorf("reading the target's environment: %w", envErr)
 		}
-		s.hostname = resp.Hostname
+		s.remoteEnv = envResp.Env
+	}
+	if cfg.HostnameEnabled() {
+		if hostErr != nil {
+			return fmt.Errorf("reading the target's hostname: %w", hostErr)
+		}
+		s.hostname = hostResp.Hostname
 		s.virtual["/proc/sys/kernel/hostname"] = []byte(s.hostname + "\n")
-		if b, err := s.readAll(ctx, "/etc/hostname"); err == nil {
-			s.virtual["/etc/hostname"] = b
+		if hostnameFileErr == nil {
+			s.virtual["/etc/hostname"] = hostnameFile
 		} else {
 			s.virtual["/etc/hostname"] = []byte(s.hostname + "\n")
 		}
 	}
 	if cfg.DNSEnabled() {
-		if b, err := s.readAll(ctx, "/etc/resolv.conf"); err == nil {
-			s.virtual["/etc/resolv.conf"] = resolvConfForLocal(b)
-			for _, ns := range nameservers(b) {
+		if resolvErr == nil {
+			s.virtual["/etc/resolv.conf"] = resolvConfForLocal(resolvConf)
+			for _, ns := range nameservers(resolvConf) {
 				s.servers[netip.AddrPortFrom(ns, 53)] = true
 			}
 		} else {
-			s.log.Warn("the target has no readable /etc/resolv.conf; names resolve locally", "err", err)
+			s.log.Warn("the target has no readable /etc/resolv.conf; names resolve locally", "err", resolvErr)
 		}
-		if b, err := s.readAll(ctx, "/etc/hosts"); err == nil {
-			s.virtual["/etc/hosts"] = b
+		if hostsErr == nil {
+			s.virtual["/etc/hosts"] = hosts
 		}
 	}
 	s.proxy, err = newTCPProxy(s)
