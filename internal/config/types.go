@@ -1,0 +1,134 @@
+package config
+
+import "time"
+
+// Config is the whole of a tether config file. Key names follow mirrord's
+// `feature.*` tree, flattened one level (mirrord's `feature.network.outgoing`
+// is tether's `outgoing`), so mirrord users recognise every knob.
+type Config struct {
+	// Target is what to run against: "targetless", "pod/NAME[/container/C]",
+	// "deployment/NAME", ... Ignored when an agent address is given directly.
+	Target string `json:"target,omitempty" jsonschema_description:"What to run against: targetless, pod/NAME[/container/C], deployment/NAME, ... Ignored when agent.address is set."`
+	// Namespace of the target (Kubernetes).
+	Namespace string `json:"namespace,omitempty" jsonschema_description:"Kubernetes namespace of the target."`
+
+	Agent    Agent    `json:"agent,omitzero" jsonschema_description:"How tether reaches (or creates) the agent."`
+	Env      Env      `json:"env,omitzero" jsonschema_description:"Which of the target's environment variables the local process gets."`
+	FS       FS       `json:"fs,omitzero" jsonschema_description:"File system mode and path lists."`
+	Outgoing Outgoing `json:"outgoing,omitzero" jsonschema_description:"Which outgoing connections are made from the target."`
+	DNS      DNS      `json:"dns,omitzero" jsonschema_description:"Name resolution."`
+	Incoming Incoming `json:"incoming,omitzero" jsonschema_description:"Traffic to the target's ports (mirror or steal)."`
+	// Hostname makes gethostname/uname/os.Hostname report the target's hostname (default true).
+	Hostname *bool `json:"hostname,omitempty" jsonschema:"default=true" jsonschema_description:"Make gethostname/uname/os.Hostname report the target's hostname."`
+}
+
+// Agent configures how tether reaches (or creates) the agent.
+type Agent struct {
+	// Address of an agent started by other means (host:port). Same as --agent-addr.
+	Address string `json:"address,omitempty" jsonschema_description:"Address (host:port) of an agent started by other means; same as --agent-addr."`
+	// Image of the agent container (Kubernetes).
+	Image string `json:"image,omitempty" jsonschema_description:"Image of the agent container (Kubernetes)."`
+	// StartupTimeout is how long to wait for the agent to be ready, e.g. "60s".
+	StartupTimeout Duration `json:"startup_timeout,omitempty" jsonschema_extras:"default=60s" jsonschema_description:"How long to wait for the agent to be ready: a Go duration such as \"60s\" or a number of seconds."`
+	// Linger is how long an agent stays after its last session, e.g. "30s".
+	Linger Duration `json:"linger,omitempty" jsonschema_extras:"default=30s" jsonschema_description:"How long an agent stays after its last session: a Go duration such as \"30s\" or a number of seconds."`
+}
+
+// Env selects which of the target's environment variables the local process gets.
+type Env struct {
+	// Enabled turns remote environment on (default true).
+	Enabled *bool `json:"enabled,omitempty" jsonschema:"default=true" jsonschema_description:"Give the local process the target's environment."`
+	// Include lists the only remote variables to take (wildcards * and ?). Excludes Exclude.
+	Include []string `json:"include,omitempty" jsonschema_description:"The only remote variables to take (wildcards * and ?). Cannot be used with exclude."`
+	// Exclude lists remote variables not to take (wildcards * and ?), on top of the built-in list.
+	Exclude []string `json:"exclude,omitempty" jsonschema_description:"Remote variables not to take (wildcards * and ?), on top of the built-in list. Cannot be used with include."`
+	// Override sets variables to fixed values (wins over remote and local).
+	Override map[string]string `json:"override,omitempty" jsonschema_description:"Variables set to fixed values (win over remote and local values)."`
+	// Unset removes variables from the final environment.
+	Unset []string `json:"unset,omitempty" jsonschema_description:"Variables removed from the final environment."`
+	// EnvFile is a dotenv file whose values override remote ones.
+	EnvFile string `json:"env_file,omitempty" jsonschema_description:"Dotenv file (KEY=VALUE lines) whose values override remote ones; relative to the current directory."`
+}
+
+// FS is the file system mode and path lists (regexes matched against absolute paths).
+type FS struct {
+	// Mode is local | read (default) | write.
+	Mode string `json:"mode,omitempty" jsonschema:"enum=local,enum=read,enum=write,default=read" jsonschema_description:"local: all files are local; read: read remote files, write locally; write: read and write remote files."`
+	// ReadOnly, ReadWrite, Local and NotFound are regexes matched against
+	// absolute paths; they override Mode for the paths they match.
+	ReadOnly  []string `json:"read_only,omitempty" jsonschema_description:"Regexes of paths read from the target, never written there."`
+	ReadWrite []string `json:"read_write,omitempty" jsonschema_description:"Regexes of paths read from and written to the target."`
+	Local     []string `json:"local,omitempty" jsonschema_description:"Regexes of paths always opened locally."`
+	NotFound  []string `json:"not_found,omitempty" jsonschema_description:"Regexes of paths that do not exist (open fails with ENOENT)."`
+}
+
+// Outgoing chooses which outgoing connections are made from the target.
+type Outgoing struct {
+	// TCP and UDP enable each protocol (default true).
+	TCP *bool `json:"tcp,omitempty" jsonschema:"default=true" jsonschema_description:"Make outgoing TCP connections from the target."`
+	UDP *bool `json:"udp,omitempty" jsonschema:"default=true" jsonschema_description:"Send outgoing UDP traffic from the target."`
+	// IgnoreLocalhost keeps loopback destinations local (default true).
+	IgnoreLocalhost *bool `json:"ignore_localhost,omitempty" jsonschema:"default=true" jsonschema_description:"Keep loopback destinations local."`
+	// Filter: at most one of Local / Remote. Entries are
+	// "[tcp://|udp://][host|ip|cidr][:port]"; see ParseOutgoingFilter.
+	Filter OutgoingFilter `json:"filter,omitzero" jsonschema_description:"Destinations that go local or remote (at most one of the two lists)."`
+}
+
+// OutgoingFilter lists destinations that go local or remote; the rest go the other way.
+type OutgoingFilter struct {
+	Local  []string `json:"local,omitempty" jsonschema_description:"Destinations connected from this machine; all others go through the target. Entries: [tcp://|udp://][host|*.domain|ip|cidr][:port]."`
+	Remote []string `json:"remote,omitempty" jsonschema_description:"Destinations connected from the target; all others stay local. Entries: [tcp://|udp://][host|*.domain|ip|cidr][:port]."`
+}
+
+// DNS configures name resolution.
+type DNS struct {
+	// Enabled resolves names as the target does (default true).
+	Enabled *bool `json:"enabled,omitempty" jsonschema:"default=true" jsonschema_description:"Resolve names as the target does."`
+	// Filter keeps names local or remote. Entries are host names (suffix match
+	// with a leading dot, e.g. ".example.com"), or regexes prefixed with "re:".
+	Filter DNSFilter `json:"filter,omitzero" jsonschema_description:"Names resolved locally or remotely (at most one of the two lists)."`
+}
+
+// DNSFilter lists names resolved locally or remotely: at most one of Local / Remote.
+type DNSFilter struct {
+	Local  []string `json:"local,omitempty" jsonschema_description:"Names resolved locally; the rest remotely. Entries: host names (a leading dot matches subdomains) or regexes prefixed with re:."`
+	Remote []string `json:"remote,omitempty" jsonschema_description:"Names resolved remotely; the rest locally. Entries: host names (a leading dot matches subdomains) or regexes prefixed with re:."`
+}
+
+// Incoming configures traffic to the target's ports (mirror / steal).
+type Incoming struct {
+	// Mode is mirror (default) | steal | off.
+	Mode       string     `json:"mode,omitempty" jsonschema:"enum=mirror,enum=steal,enum=off,default=mirror" jsonschema_description:"mirror: copy incoming traffic to the local process; steal: take it away from the target; off: no incoming traffic."`
+	HTTPFilter HTTPFilter `json:"http_filter,omitzero" jsonschema_description:"Only HTTP requests matching this filter are stolen."`
+	// Ports: only these remote ports are subscribed. Excludes IgnorePorts.
+	Ports []uint16 `json:"ports,omitempty" jsonschema_description:"The only remote ports subscribed to. Cannot be used with ignore_ports."`
+	// IgnorePorts are remote ports not subscribed to. Excludes Ports.
+	IgnorePorts []uint16 `json:"ignore_ports,omitempty" jsonschema_description:"Remote ports not subscribed to. Cannot be used with ports."`
+	// PortMapping is a list of [local, remote] pairs.
+	PortMapping [][2]uint16 `json:"port_mapping,omitempty" jsonschema_description:"[local, remote] pairs: traffic to the remote port goes to the local one."`
+	// ListenPorts is a list of [remote, local] pairs: bind local instead of remote.
+	ListenPorts [][2]uint16 `json:"listen_ports,omitempty" jsonschema_description:"[remote, local] pairs: a local listen on the remote port binds the local port instead."`
+}
+
+// HTTPFilter selects the requests a stealing session takes (regexes). At
+// most one of HeaderFilter, PathFilter, MethodFilter, AllOf and AnyOf is set.
+type HTTPFilter struct {
+	HeaderFilter string      `json:"header_filter,omitempty" jsonschema_description:"Regex matched against each \"Name: value\" request header."`
+	PathFilter   string      `json:"path_filter,omitempty" jsonschema_description:"Regex matched against the request path."`
+	MethodFilter string      `json:"method_filter,omitempty" jsonschema_description:"Regex matched against the request method."`
+	AllOf        []HTTPMatch `json:"all_of,omitempty" jsonschema_description:"Requests matching all of these."`
+	AnyOf        []HTTPMatch `json:"any_of,omitempty" jsonschema_description:"Requests matching any of these."`
+	Ports        []uint16    `json:"ports,omitempty" jsonschema_description:"Ports the HTTP filter applies to."`
+}
+
+// HTTPMatch is one element of all_of / any_of: exactly one field set.
+type HTTPMatch struct {
+	Header string `json:"header,omitempty" jsonschema_description:"Regex matched against each \"Name: value\" request header."`
+	Path   string `json:"path,omitempty" jsonschema_description:"Regex matched against the request path."`
+	Method string `json:"method,omitempty" jsonschema_description:"Regex matched against the request method."`
+}
+
+// Duration is a time.Duration written in config files as a Go duration
+// string ("30s", "1m30s") or as a whole number of seconds (30). It marshals
+// to JSON, YAML and text as a duration string.
+type Duration time.Duration
