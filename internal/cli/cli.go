@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -63,7 +64,7 @@ func Run(ctx context.Context, args []string, streams Streams) int {
 // isCobraUsage recognises cobra's own flag and argument errors.
 func isCobraUsage(err error) bool {
 	var fe *flagError
-	return errors.As(err, &fe)
+	return errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 type flagError struct{ err error }
