@@ -118,13 +118,16 @@ func Run(ctx context.Context, opt Options) error {
 	cmd.Dir = opt.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opt.Stdin, opt.Stdout, opt.Stderr
 	cmd.ExtraFiles = []*os.File{child}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Setpgid: signals are forwarded to the command's whole group.
+	// Pdeathsig: if tether itself is killed, the command does not run on
+	// without its supervisor (its trapped syscalls would fail with ENOSYS).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	tty := opt.Stdin != nil && isTerminal(int(opt.Stdin.Fd()))
 	if tty {
 		// Job control like a shell: the command's group owns the terminal,
 		// so Ctrl-C reaches it (and its children) once, not twice.
 		cmd.SysProcAttr.Foreground = true
-		cmd.SysProcAttr.Ctty = int(opt.Stdin.Fd())
+		cmd.SysProcAttr.Ctty = 0 // the child's fd 0 is opt.Stdin
 	}
 	// Catch signals before the child exists so none is lost in between.
 	sigc := make(chan os.Signal, 8)

@@ -173,3 +173,16 @@ func lastLine(s string) string {
 	}
 	return l[len(l)-1]
 }
+
+// TestOutgoingFilterByHostName: a filter written with a host name matches
+// connections to the addresses that name resolved to through the pod's DNS.
+func TestOutgoingFilterByHostName(t *testing.T) {
+	f := start(t)
+	probe := harness.Probe(t)
+	const cfg = `{"outgoing": {"filter": {"remote": ["` + harness.WebName + `"]}}}`
+	// Resolving and connecting in one process: the name is learnt from the
+	// DNS answer, then the connection to its address goes remote.
+	wantStdout(t, f.tether(t, cfg, probe, "get", "http://web/by-name"), "path=/by-name", "client="+harness.PodIP)
+	// The echo service is not listed: it stays local and is unreachable.
+	wantFail(t, f.tether(t, cfg, probe, "tcp", harness.EchoName+":7", "not-listed"), unreachable...)
+}

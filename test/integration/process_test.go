@@ -152,3 +152,49 @@ func TestBadAgentAddress(t *testing.T) {
 		t.Errorf("the command ran although there is no agent\n%s", r)
 	}
 }
+
+// TestKillTetherKillsChild: when tether itself is killed (SIGKILL, no
+// chance to clean up), the command it supervised does not run on without
+// its supervisor.
+func TestKillTetherKillsChild(t *testing.T) {
+	f := start(t)
+	p := harness.StartExec(t, f.agent.Addr, harness.ExecOpts{}, "sh", "-c", `echo "child=$$"; exec sleep 30`)
+	if !p.WaitStdout("child=", 30*time.Second) || !p.WaitStdout("\n", 5*time.Second) {
+		res, _ := p.Wait(0)
+		t.Fatalf("the child did not start\n%s", res)
+	}
+	var childPID int
+	for _, l := range lines(p.Stdout()) {
+		if v, ok := strings.CutPrefix(l, "child="); ok {
+			childPID, _ = strconv.Atoi(v)
+		}
+	}
+	if childPID <= 1 {
+		t.Fatalf("bad child pid in %q", p.Stdout())
+	}
+	// Wait until the child is settled in sleep (exec done, libraries
+	// loaded): a child still making trapped syscalls would die of ENOSYS
+	// anyway and prove nothing.
+	settle := time.Now().Add(10 * time.Second)
+	for {
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(childPID) + "/comm")
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(settle) {
+			t.Fatalf("child %d never became sleep (comm %q)", childPID, comm)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.Kill()
+	p.Wait(10 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for harness.ProcessAlive(childPID) {
+		if time.Now().After(deadline) {
+			syscall.Kill(childPID, syscall.SIGKILL)
+			t.Fatalf("child %d still running after tether was killed", childPID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
