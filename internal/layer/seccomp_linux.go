@@ -229,9 +229,12 @@ func readString(pid int, addr uint64) (string, error) {
 		return "", unix.EFAULT
 	}
 	var out []byte
-	buf := make([]byte, 4096)
+	var small [256]byte
+	buf := small[:]
 	for len(out) < unix.PathMax {
-		chunk := 4096 - int(addr%4096)
+		// Most paths are short: read 256 bytes first, then whole pages,
+		// never across a page end (the next page may be unmapped).
+		chunk := min(len(buf), 4096-int(addr%4096))
 		n, err := readMem(pid, addr, buf[:chunk])
 		if err != nil {
 			return "", err
@@ -243,6 +246,9 @@ func readString(pid int, addr uint64) (string, error) {
 		}
 		out = append(out, buf[:n]...)
 		addr += uint64(n)
+		if len(buf) < 4096 {
+			buf = make([]byte, 4096)
+		}
 	}
 	return "", unix.ENAMETOOLONG
 }

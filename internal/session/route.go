@@ -11,23 +11,53 @@ import (
 	"github.com/tether-dev/tether/internal/layer"
 )
 
-// builtinLocal are paths that stay local in every fs mode (unless a user
-// list says otherwise): the machine's own system, devices and scratch
-// space, and code files the developer is running.
-var builtinLocal = []string{
-	`^/proc(/|$)`, `^/sys(/|$)`, `^/dev(/|$)`, `^/run(/|$)`, `^/var/run(/|$)`,
-	`^/tmp(/|$)`, `^/var/tmp(/|$)`,
-	`^/bin(/|$)`, `^/sbin(/|$)`, `^/lib(32|64|x32)?(/|$)`, `^/usr(/|$)`, `^/etc(/|$)`, `^/opt(/|$)`,
-	`^/home(/|$)`, `^/root(/|$)`, `^/nix(/|$)`, `^/snap(/|$)`, `^/var/lib/(dpkg|apt)(/|$)`,
-	`/node_modules(/|$)`, `/\.git(/|$)`,
-	`\.(so(\.[0-9]+)*|py|pyc|js|mjs|cjs|jar|class)$`,
+// builtinLocalDirs stay local in every fs mode (unless a user list says
+// otherwise): the machine's own system, devices and scratch space. They
+// are checked as path prefixes, not regexes: this runs on every trapped
+// open and stat.
+var builtinLocalDirs = []string{
+	"/proc", "/sys", "/dev", "/run", "/var/run", "/tmp", "/var/tmp",
+	"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/opt",
+	"/home", "/root", "/nix", "/snap", "/var/lib/dpkg", "/var/lib/apt",
+}
+
+// builtinLocalSuffixes are code files the developer runs locally wherever
+// they are (a remote copy would shadow the code being worked on).
+var builtinLocalSuffixes = []string{".py", ".pyc", ".js", ".mjs", ".cjs", ".jar", ".class", ".so"}
+
+// builtinLocal reports whether p is on the built-in local list.
+func builtinLocal(p string) bool {
+	for _, d := range builtinLocalDirs {
+		if underDir(p, d) {
+			return true
+		}
+	}
+	if strings.Contains(p+"/", "/node_modules/") || strings.Contains(p+"/", "/.git/") {
+		return true
+	}
+	base := p[strings.LastIndexByte(p, '/')+1:]
+	for _, suf := range builtinLocalSuffixes {
+		if strings.HasSuffix(base, suf) {
+			return true
+		}
+	}
+	// Versioned shared libraries: libfoo.so.1.2
+	if i := strings.Index(base, ".so."); i > 0 {
+		rest := base[i+4:]
+		return rest != "" && strings.Trim(rest, "0123456789.") == ""
+	}
+	return false
+}
+
+// underDir reports whether p is dir or inside it.
+func underDir(p, dir string) bool {
+	return p == dir || (len(p) > len(dir) && p[len(dir)] == '/' && p[:len(dir)] == dir)
 }
 
 // fsRouter decides where each path is served from.
 type fsRouter struct {
 	mode                                 string // local, read, write
 	notFound, local, readOnly, readWrite []*regexp.Regexp
-	builtin                              []*regexp.Regexp
 	localDirs                            []string // cwd, home, executable dir: local with their ancestors
 }
 
@@ -56,9 +86,6 @@ func newFSRouter(cfg config.FS, mode string, localDirs []string) (*fsRouter, err
 		return nil, err
 	}
 	if r.readWrite, err = compileAll("fs.read_write", cfg.ReadWrite); err != nil {
-		return nil, err
-	}
-	if r.builtin, err = compileAll("builtin", builtinLocal); err != nil {
 		return nil, err
 	}
 	for _, d := range localDirs {
@@ -91,13 +118,13 @@ func (r *fsRouter) route(p string) layer.Route {
 	case anyMatch(r.readWrite, p):
 		return layer.RemoteWrite
 	}
-	if p == "/" || r.mode == "local" || anyMatch(r.builtin, p) {
+	if p == "/" || r.mode == "local" || builtinLocal(p) {
 		return layer.Local
 	}
 	for _, d := range r.localDirs {
 		// Under a local dir, or one of its ancestors (realpath and getcwd
 		// walk them).
-		if p == d || strings.HasPrefix(p, d+"/") || strings.HasPrefix(d, p+"/") {
+		if underDir(p, d) || underDir(d, p) {
 			return layer.Local
 		}
 	}

@@ -31,6 +31,15 @@ func TestFSRoute(t *testing.T) {
 		{"read", "/work/proj/main.go", layer.Local}, // under cwd
 		{"read", "/workspace", layer.RemoteRead},    // not a path prefix
 		{"read", "/srv/app/lib.so.1", layer.Local},
+		{"read", "/srv/app/lib.so.1.2.3", layer.Local},
+		{"read", "/srv/app/x.sox", layer.RemoteRead},
+		{"read", "/srv/app/x.so.v1", layer.RemoteRead},
+		{"read", "/app/main.py", layer.Local},
+		{"read", "/app/node_modules/x/index.json", layer.Local},
+		{"read", "/app/node_modules", layer.Local},
+		{"read", "/etcetera", layer.RemoteRead},
+		{"read", "/var/lib/dpkg/status", layer.Local},
+		{"read", "/var/lib/app/db", layer.RemoteRead},
 		{"read", "/app/secret/key", layer.NotFound},
 		{"read", "/app/local/x", layer.Local},
 		{"read", "/data/rw/x", layer.RemoteWrite},
