@@ -1,0 +1,146 @@
+package netfilter
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tether-dev/tether/internal/netns"
+)
+
+// newNetNS starts a process in a fresh network namespace (loopback up)
+// and returns the namespace's path; the process ends with the test.
+func newNetNS(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("TETHER_INTEGRATION") != "1" {
+		t.Skip("needs root and network namespaces: set TETHER_INTEGRATION=1 (make test does)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("TETHER_INTEGRATION=1 needs root")
+	}
+	cmd := exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec sleep 600")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("namespace helper: %q %v", buf, err)
+	}
+	return fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+}
+
+func listTables(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+ns, "nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func TestNftablesRedirect(t *testing.T) {
+	ns := newNetNS(t)
+	var ln *net.TCPListener
+	if err := netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		l, err := net.ListenTCP("tcp4", &net.TCPAddr{})
+		ln = l
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	agentPort := uint16(ln.Addr().(*net.TCPAddr).Port)
+	table := TableName(os.Getpid(), 1)
+	r, err := NewNftables(ns, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Redirect(8080, agentPort); err != nil {
+		t.Fatal(err)
+	}
+	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "tcp dport 8080 redirect to :"+fmt.Sprint(agentPort)) {
+		t.Fatalf("ruleset lacks the redirect:\n%s", rs)
+	}
+	// A connection from inside the namespace to 127.0.0.1:8080 lands on the
+	// agent's listener, which learns the original destination.
+	go func() {
+		netns.Do(ns, unix.CLONE_NEWNET, func() error {
+			c, err := net.DialTimeout("tcp4", "127.0.0.1:8080", 2*time.Second)
+			if err == nil {
+				c.Write([]byte("x"))
+				time.Sleep(100 * time.Millisecond)
+				c.Close()
+			}
+			return err
+		})
+	}()
+	ln.SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatalf("redirected connection never arrived: %v", err)
+	}
+	dst, err := OriginalDst(c)
+	c.Close()
+	if err != nil || dst.String() != "127.0.0.1:8080" {
+		t.Fatalf("OriginalDst = %v, %v", dst, err)
+	}
+	// Marked sockets pass the output rule: they reach port 8080 itself
+	// (nothing listens there: refused, not redirected).
+	var derr error
+	netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		d := net.Dialer{Control: MarkControl, Timeout: 2 * time.Second}
+		_, derr = d.Dial("tcp4", "127.0.0.1:8080")
+		return nil
+	})
+	if derr == nil || !strings.Contains(derr.Error(), "refused") {
+		t.Fatalf("marked dial = %v, want connection refused (not redirected)", derr)
+	}
+	if err := r.Redirect(9090, agentPort); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unredirect(8080); err != nil {
+		t.Fatal(err)
+	}
+	if rs := listTables(t, ns); strings.Contains(rs, "dport 8080") || !strings.Contains(rs, "dport 9090") {
+		t.Fatalf("after unredirect:\n%s", rs)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := listTables(t, ns); strings.Contains(rs, table) {
+		t.Fatalf("table left after Close:\n%s", rs)
+	}
+}
+
+func TestRemoveTables(t *testing.T) {
+	ns := newNetNS(t)
+	for _, name := range []string{"tether-deadbeef", TableName(os.Getpid(), 7)} {
+		r, err := NewNftables(ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Redirect(80, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := RemoveTables(ns, func(name string) bool { return name == "tether-deadbeef" })
+	if err != nil || len(removed) != 1 {
+		t.Fatalf("RemoveTables = %v, %v", removed, err)
+	}
+	rs := listTables(t, ns)
+	if strings.Contains(rs, "tether-deadbeef") || !strings.Contains(rs, TableName(os.Getpid(), 7)) {
+		t.Fatalf("ruleset after removal:\n%s", rs)
+	}
+}
