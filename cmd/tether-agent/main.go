@@ -1,61 +1,154 @@
 // Command tether-agent serves tether sessions from the context of a target
-// process: its environment, files, hostname and network namespace.
+// process: its environment, files, hostname, network namespace and
+// incoming traffic.
 //
 //	tether-agent --listen 127.0.0.1:0 --target-pid PID
 //
 // The first line on stdout is "tether-agent listening on ADDR".
+//
+// It runs as two processes: a small parent that only waits, and the worker
+// that does the work. If the worker dies, even by SIGKILL, the parent
+// removes the worker's redirect rules from the target's network namespace,
+// so a crash never leaves the target's traffic pointing at a dead agent.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 
 	"github.com/tether-dev/tether/internal/agent"
+	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/version"
 )
+
+// roleEnv marks the worker process.
+const roleEnv = "TETHER_AGENT_ROLE"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+type options struct {
+	listen   string
+	pid      int
+	logLevel slog.Level
+}
+
+func parse(args []string, stderr io.Writer) (options, int) {
+	var o options
 	fs := flag.NewFlagSet("tether-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:0", "address to accept tether sessions on")
-	pid := fs.Int("target-pid", 0, "PID of the target process (its env, files, hostname and network are served)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to accept tether sessions on")
+	fs.IntVar(&o.pid, "target-pid", 0, "PID of the target process (its env, files, hostname, network and incoming traffic are served)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return o, 2
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "tether-agent: --log-level %q: want debug, info, warn or error\n", *logLevel)
-		return 2
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tether-agent: unexpected arguments %q (see -h)\n", fs.Args())
+		return o, 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	target, err := agent.NewProcessTarget(*pid)
+	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "tether-agent: --log-level %q: want debug, info, warn or error\n", *level)
+		return o, 2
+	}
+	return o, 0
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code := parse(args, stderr)
+	if code != 0 {
+		return code
+	}
+	if os.Getenv(roleEnv) == "worker" {
+		return worker(o, stdout, stderr)
+	}
+	return parent(o, args, stderr)
+}
+
+// parent starts the worker, passes signals on, and cleans up after it.
+func parent(o options, args []string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel})).With("role", "parent")
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
+		return 1
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), roleEnv+"=worker")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	// If the parent is killed, the worker shuts down cleanly by itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "tether-agent: starting the worker: %v\n", err)
+		return 1
+	}
+	table := agent.TableFor(cmd.Process.Pid)
+	go func() {
+		for sig := range sigc {
+			cmd.Process.Signal(sig)
+		}
+	}()
+	werr := cmd.Wait()
+	signal.Stop(sigc)
+	// Whatever happened to the worker, its rules must not outlive it.
+	if o.pid > 0 {
+		ns := fmt.Sprintf("/proc/%d/ns/net", o.pid)
+		removed, err := netfilter.RemoveTables(ns, func(name string) bool { return name == table })
+		switch {
+		case err != nil:
+			log.Warn("removing the worker's redirect rules failed", "table", table, "err", err)
+		case len(removed) > 0:
+			log.Warn("the worker ended without removing its redirect rules; removed them", "table", table, "worker_exit", fmt.Sprint(werr))
+		}
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if werr != nil {
+		return 1
+	}
+	return 0
+}
+
+func worker(o options, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	target, err := agent.NewProcessTarget(o.pid)
 	if err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1
 	}
 	defer target.Close()
-	ln, err := net.Listen("tcp", *listen)
+	if removed, err := agent.RemoveStaleTables(target.NetNS()); err != nil {
+		log.Warn("looking for redirect rules left by a dead agent", "err", err)
+	} else if len(removed) > 0 {
+		log.Warn("removed redirect rules left by a dead agent", "tables", removed)
+	}
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "tether-agent: listening on %s: %v (pick a free address with --listen)\n", *listen, err)
+		fmt.Fprintf(stderr, "tether-agent: listening on %s: %v (pick a free address with --listen)\n", o.listen, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "tether-agent listening on %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	srv := &agent.Server{Target: target, Log: log, Version: version.Version}
-	log.Info("serving", "target_pid", *pid, "version", version.Version)
+	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid())}
+	log.Info("serving", "target_pid", o.pid, "version", version.Version)
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1

@@ -33,6 +33,14 @@ func (t *DirTarget) Close() error               { return t.root.Close() }
 func (t *DirTarget) Environ() ([]string, error) { return t.env, nil }
 func (t *DirTarget) Hostname() (string, error)  { return t.hostname, nil }
 
+// Listen listens in this process's network namespace.
+func (t *DirTarget) Listen(network, addr string) (net.Listener, error) {
+	return net.Listen(network, addr)
+}
+
+// NetNS is empty: a DirTarget shares this process's network.
+func (t *DirTarget) NetNS() string { return "" }
+
 func (t *DirTarget) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if t.DialFunc != nil {
 		return t.DialFunc(ctx, network, addr)

@@ -9,10 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/protocol"
 )
 
@@ -24,9 +27,44 @@ type Server struct {
 	Target  Target
 	Log     *slog.Logger
 	Version string // agent build version, reported in the handshake
+	// Table names the agent's nftables table (netfilter.TableName).
+	Table string
+	// NewRedirector, when set, replaces the nftables redirector (tests).
+	NewRedirector func() (netfilter.Redirector, error)
+	// OriginalDst, when set, replaces SO_ORIGINAL_DST (tests).
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	inOnce   sync.Once
+	in       *incoming
+}
+
+func (s *Server) incoming() *incoming {
+	s.inOnce.Do(func() { s.in = newIncoming(s) })
+	return s.in
+}
+
+func (s *Server) newRedirector() (netfilter.Redirector, error) {
+	if s.NewRedirector != nil {
+		return s.NewRedirector()
+	}
+	ns := s.Target.NetNS()
+	if ns == "" {
+		return nil, errors.New("this target has no network namespace of its own: incoming traffic is not available")
+	}
+	table := s.Table
+	if table == "" {
+		table = netfilter.TableName(os.Getpid(), 0)
+	}
+	return netfilter.NewNftables(ns, table)
+}
+
+func (s *Server) originalDst(c *net.TCPConn) (netip.AddrPort, error) {
+	if s.OriginalDst != nil {
+		return s.OriginalDst(c)
+	}
+	return netfilter.OriginalDst(c)
 }
 
 type session struct {
@@ -50,6 +88,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				s.closeAll()
+				if s.in != nil {
+					s.in.close()
+				}
 				return nil
 			}
 			var ne net.Error
@@ -112,6 +153,9 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	s.Log.Info("session started", "session", ss.id, "client", hello.Client, "remote", conn.RemoteAddr().String())
 	defer func() {
 		mux.Close()
+		if s.in != nil {
+			s.in.unsubscribe(ss, 0)
+		}
 		s.mu.Lock()
 		delete(s.sessions, ss.id)
 		s.mu.Unlock()
@@ -172,6 +216,10 @@ func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Strea
 		resp = files.remove(req)
 	case protocol.OpRename:
 		resp = files.rename(req)
+	case protocol.OpSubscribe:
+		resp = s.incoming().subscribe(ss, req)
+	case protocol.OpUnsubscribe:
+		s.incoming().unsubscribe(ss, req.Port)
 	default:
 		resp = protocol.Response{Errno: int(syscall.ENOSYS), Error: fmt.Sprintf("unknown request %q: the client is newer than this agent", req.Op)}
 	}

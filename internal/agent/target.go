@@ -22,8 +22,14 @@ type Target interface {
 	Environ() ([]string, error)
 	// Hostname returns the target's hostname (its UTS namespace).
 	Hostname() (string, error)
-	// Dial connects from the target's network namespace.
+	// Dial connects from the target's network namespace. The agent's
+	// sockets carry netfilter.AgentMark so its redirect rules let them pass.
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Listen listens in the target's network namespace.
+	Listen(network, addr string) (net.Listener, error)
+	// NetNS is the path of the target's network namespace ("" when the
+	// target has none of its own, as DirTarget).
+	NetNS() string
 	// Root is the target's root directory.
 	Root() *os.Root
 	// Close releases what the target holds open.

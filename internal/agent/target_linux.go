@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/netns"
 )
 
@@ -70,10 +71,22 @@ func (t *ProcessTarget) Dial(ctx context.Context, network, addr string) (net.Con
 	// The socket is created on the locked thread inside the target's netns
 	// and stays there; the connect itself may complete on any thread.
 	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
-		var d net.Dialer
+		d := net.Dialer{Control: netfilter.MarkControl}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
 		return err
 	})
 	return c, err
 }
+
+func (t *ProcessTarget) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+func (t *ProcessTarget) NetNS() string { return procPath(t.pid, "ns/net") }

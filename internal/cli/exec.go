@@ -103,7 +103,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if err != nil {
 		return err
 	}
-	sess, err := session.New(ctx, conn, session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0])})
+	sess, err := session.New(ctx, conn, session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet})
 	if err != nil {
 		return fmt.Errorf("starting the session with the agent at %s: %w", addr, err)
 	}
@@ -119,7 +119,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	go func() {
 		select {
 		case <-sess.Done():
-			log.Warn("the connection to the agent was lost: remote files, DNS and connections fail until the command ends")
+			fmt.Fprintln(streams.Err, "tether: warning: the connection to the agent was lost: remote files, DNS and connections fail until the command ends")
 		case <-finished:
 		}
 	}()

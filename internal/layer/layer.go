@@ -66,6 +66,24 @@ type Session interface {
 	// the real remote address (for getpeername).
 	PeerOf(local, peer netip.AddrPort) (netip.AddrPort, bool)
 
+	// Incoming traffic.
+	//
+	// IncomingEnabled reports whether listening programs get the target's
+	// traffic at all (incoming.mode is not off).
+	IncomingEnabled() bool
+	// ListenPort maps a port the program binds to the local port to bind
+	// instead (listen_ports); ok is false when the port is kept.
+	ListenPort(port uint16) (local uint16, ok bool)
+	// Listening subscribes the target's port behind a local listener;
+	// requested is the port the program asked for when its bind was moved
+	// (0 otherwise). An error refuses the listen (EADDRINUSE).
+	Listening(ctx context.Context, local netip.AddrPort, requested uint16) error
+	// Subscribed reports whether a local listening port receives the
+	// target's traffic (its accepts report the original clients).
+	Subscribed(localPort uint16) bool
+	// Warnf shows the user a warning.
+	Warnf(format string, args ...any)
+
 	// RouteFile decides where an absolute path is served from.
 	RouteFile(path string) Route
 	// VirtualFile returns generated content for a path (the target's

@@ -232,22 +232,31 @@ func (s *supervisor) onGetpeername(n *notif) {
 	s.writeSockaddrResult(n, a[1], a[2], encodeSockaddr(family, real))
 }
 
-// writeSockaddrResult fills a (sockaddr *, socklen_t *) result pair the way
-// the kernel does: truncate to the caller's length, report the full length.
+// writeSockaddrResult answers a getpeername-style call with sa.
 func (s *supervisor) writeSockaddrResult(n *notif, addrPtr, lenPtr uint64, sa []byte) {
-	l, err := readU32(int(n.Pid), lenPtr)
-	if err != nil {
+	if err := s.writeSockaddrOut(n, addrPtr, lenPtr, sa); err != nil {
 		s.fail(n, unix.EFAULT)
 		return
+	}
+	s.ret(n, 0)
+}
+
+// writeSockaddrOut fills a (sockaddr *, socklen_t *) result pair the way
+// the kernel does: truncate to the caller's length, report the full length.
+func (s *supervisor) writeSockaddrOut(n *notif, addrPtr, lenPtr uint64, sa []byte) error {
+	l, err := readU32(int(n.Pid), lenPtr)
+	if err != nil {
+		return err
 	}
 	if int(l) > len(sa) {
 		l = uint32(len(sa))
 	}
 	var lb [4]byte
 	binary.LittleEndian.PutUint32(lb[:], uint32(len(sa)))
-	if (l > 0 && writeMem(int(n.Pid), addrPtr, sa[:l]) != nil) || writeMem(int(n.Pid), lenPtr, lb[:]) != nil {
-		s.fail(n, unix.EFAULT)
-		return
+	if l > 0 {
+		if err := writeMem(int(n.Pid), addrPtr, sa[:l]); err != nil {
+			return err
+		}
 	}
-	s.ret(n, 0)
+	return writeMem(int(n.Pid), lenPtr, lb[:])
 }

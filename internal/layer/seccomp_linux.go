@@ -52,6 +52,7 @@ type notifAddfd struct { // struct seccomp_notif_addfd
 // trapped are the syscalls that always go to the supervisor.
 var trapped = []uint32{
 	unix.SYS_CONNECT, unix.SYS_GETPEERNAME,
+	unix.SYS_BIND, unix.SYS_LISTEN, unix.SYS_ACCEPT, unix.SYS_ACCEPT4,
 	unix.SYS_OPEN, unix.SYS_OPENAT, unix.SYS_OPENAT2,
 	unix.SYS_STAT, unix.SYS_LSTAT,
 	unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2,

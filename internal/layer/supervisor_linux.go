@@ -28,8 +28,9 @@ type supervisor struct {
 	shadowDir string
 	wb        *writeback
 
-	stats counters
-	wg    sync.WaitGroup // slow handlers in flight
+	listen listenState
+	stats  counters
+	wg     sync.WaitGroup // slow handlers in flight
 }
 
 type counters struct {
@@ -64,6 +65,7 @@ func (s *supervisor) finish() {
 }
 
 func (s *supervisor) close() {
+	s.listen.closeAll()
 	if s.lfd >= 0 {
 		unix.Close(s.lfd)
 	}
@@ -145,6 +147,12 @@ func (s *supervisor) dispatch(n notif) {
 		s.onGetpeername(&n)
 	case unix.SYS_UNAME:
 		s.onUname(&n)
+	case unix.SYS_BIND:
+		s.onBind(&n)
+	case unix.SYS_LISTEN:
+		s.onListen(&n)
+	case unix.SYS_ACCEPT, unix.SYS_ACCEPT4:
+		s.onAccept(&n)
 	case unix.SYS_OPEN, unix.SYS_OPENAT, unix.SYS_OPENAT2:
 		s.onOpen(n)
 	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX,

@@ -21,10 +21,11 @@ const (
 	CapDialUDP  = "dial.udp"
 	CapFSRead   = "fs.read"
 	CapFSWrite  = "fs.write"
+	CapIncoming = "incoming"
 )
 
 // AllCapabilities is what this build offers.
-var AllCapabilities = []string{CapEnv, CapHostname, CapDialTCP, CapDialUDP, CapFSRead, CapFSWrite}
+var AllCapabilities = []string{CapEnv, CapHostname, CapDialTCP, CapDialUDP, CapFSRead, CapFSWrite, CapIncoming}
 
 // Hello is the client's first frame on a new connection.
 type Hello struct {
@@ -69,6 +70,17 @@ const (
 	OpMkdir    = "mkdir"
 	OpRemove   = "remove"
 	OpRename   = "rename"
+	// OpSubscribe asks for a port's incoming traffic (Port, Mode, Filter);
+	// OpUnsubscribe gives it back. The agent delivers traffic on streams it
+	// opens, each starting with an Incoming frame.
+	OpSubscribe   = "subscribe"
+	OpUnsubscribe = "unsubscribe"
+)
+
+// Incoming modes.
+const (
+	ModeMirror = "mirror"
+	ModeSteal  = "steal"
 )
 
 // Request is the first frame of every stream the client opens.
@@ -83,6 +95,40 @@ type Request struct {
 	NoFollow bool   `json:"no_follow,omitempty"`
 	Perm     uint32 `json:"perm,omitempty"`
 	Size     int64  `json:"size,omitempty"` // write: bytes that follow the frame
+	// Incoming
+	Port   uint16      `json:"port,omitempty"`
+	Mode   string      `json:"mode,omitempty"`
+	Filter *HTTPFilter `json:"filter,omitempty"`
+}
+
+// HTTPFilter is incoming.http_filter on the wire (regexes).
+type HTTPFilter struct {
+	Header string      `json:"header,omitempty"`
+	Path   string      `json:"path,omitempty"`
+	Method string      `json:"method,omitempty"`
+	AllOf  []HTTPMatch `json:"all_of,omitempty"`
+	AnyOf  []HTTPMatch `json:"any_of,omitempty"`
+}
+
+// HTTPMatch is one element of HTTPFilter.AllOf / AnyOf.
+type HTTPMatch struct {
+	Header string `json:"header,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Method string `json:"method,omitempty"`
+}
+
+// Incoming is the first frame of a stream the agent opens to deliver
+// traffic: a whole connection (steal, or a mirror copy), or one HTTP
+// connection's worth of stolen requests. Raw bytes follow.
+type Incoming struct {
+	Port   uint16 `json:"port"`             // the target's port the traffic was sent to
+	Client string `json:"client"`           // original client address (ip:port)
+	Dst    string `json:"dst,omitempty"`    // original destination (ip:port)
+	Mirror bool   `json:"mirror,omitempty"` // a copy: replies are discarded
+	// Notice, when set, is a message for the user and the stream carries
+	// nothing else (e.g. a request matched this session's filter and an
+	// earlier session's).
+	Notice string `json:"notice,omitempty"`
 }
 
 // Response is the first frame the agent writes back on a stream.
@@ -99,6 +145,9 @@ type Response struct {
 	Target   string     `json:"target,omitempty"` // readlink
 	// LocalAddr is the address of the agent's socket after a dial (in the target's netns).
 	LocalAddr string `json:"local_addr,omitempty"`
+	// Warnings are things the user should know that did not stop the request
+	// (a subscription whose filter overlaps an earlier one).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Stat is a file's metadata as the target sees it.

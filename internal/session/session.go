@@ -35,12 +35,19 @@ type Options struct {
 	// LocalDirs stay local whatever the fs mode (the working directory, the
 	// home directory, the command's directory).
 	LocalDirs []string
+	// Messages receives user-facing lines ("tether: ..."); nil discards
+	// them. Quiet keeps informational ones out (warnings still show).
+	Messages io.Writer
+	Quiet    bool
 }
 
 // Session is one connected `tether exec`. It implements layer.Session.
 type Session struct {
 	cfg     *config.Config
 	log     *slog.Logger
+	msgs    io.Writer
+	quiet   bool
+	msgMu   sync.Mutex
 	conn    net.Conn
 	mux     protocol.Mux
 	welcome protocol.Welcome
@@ -57,6 +64,7 @@ type Session struct {
 	names     *nameCache
 
 	proxy *tcpProxy
+	in    *incomingState
 
 	relayMu sync.Mutex
 	relays  map[netip.AddrPort]*udpRelay
@@ -98,10 +106,10 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		cfg: cfg, log: log, conn: conn, mux: mux, welcome: w,
+		cfg: cfg, log: log, conn: conn, mux: mux, welcome: w, msgs: opt.Messages, quiet: opt.Quiet,
 		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
-		names: newNameCache(),
+		names: newNameCache(), in: newIncomingState(),
 	}
 	if err := s.setup(ctx, opt); err != nil {
 		s.Close()
@@ -188,7 +196,36 @@ func (s *Session) setup(ctx context.Context, opt Options) error {
 		}
 	}
 	s.proxy, err = newTCPProxy(s)
-	return err
+	if err != nil {
+		return err
+	}
+	go s.acceptIncoming()
+	return nil
+}
+
+// say prints an informational line for the user (unless quiet).
+func (s *Session) say(format string, args ...any) {
+	if !s.quiet {
+		s.message("", format, args...)
+	}
+}
+
+// warn prints a warning for the user, even when quiet.
+func (s *Session) warn(format string, args ...any) { s.message("warning: ", format, args...) }
+
+// Warnf shows the user a warning (for the supervisor).
+func (s *Session) Warnf(format string, args ...any) { s.warn(format, args...) }
+
+// fail prints an error for the user, even when quiet.
+func (s *Session) fail(format string, args ...any) { s.message("error: ", format, args...) }
+
+func (s *Session) message(prefix, format string, args ...any) {
+	if s.msgs == nil {
+		return
+	}
+	s.msgMu.Lock()
+	defer s.msgMu.Unlock()
+	fmt.Fprintf(s.msgs, "tether: "+prefix+format+"\n", args...)
 }
 
 // Close ends the session: the proxy, relays and the agent connection.

@@ -1,0 +1,239 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/internal/httpfilter"
+)
+
+// httpRouter serves connections on ports with filtered stealers: an
+// HTTP/1.1 + h2c reverse proxy that sends each request (HTTP/1.1 request on
+// a keep-alive connection, HTTP/2 stream, gRPC call, WebSocket upgrade) to
+// the first session whose filter matches it, else to the real app.
+type httpRouter struct {
+	in  *incoming
+	srv *http.Server
+	ln  *chanListener
+}
+
+type connKey struct{}
+
+// routedConn is a client connection whose first bytes were peeked.
+type routedConn struct {
+	net.Conn
+	r           *bufio.Reader
+	raw         *net.TCPConn
+	client, dst netip.AddrPort
+	state       *connState
+}
+
+func (c *routedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *routedConn) CloseWrite() error          { return c.raw.CloseWrite() }
+
+func newHTTPRouter(in *incoming) *httpRouter {
+	r := &httpRouter{in: in, ln: newChanListener()}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	r.srv = &http.Server{
+		Handler:   r,
+		Protocols: &protocols,
+		ErrorLog:  log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if rc, ok := c.(*routedConn); ok {
+				rc.state = &connState{router: r, client: rc.client, dst: rc.dst}
+				return context.WithValue(ctx, connKey{}, rc.state)
+			}
+			return ctx
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			// The client is gone: so are its backend connections.
+			if rc, ok := c.(*routedConn); ok && rc.state != nil && st == http.StateClosed {
+				rc.state.close()
+			}
+		},
+		IdleTimeout: 5 * time.Minute,
+	}
+	go r.srv.Serve(r.ln)
+	return r
+}
+
+func (r *httpRouter) serve(c *routedConn) { r.ln.push(c) }
+
+func (r *httpRouter) close() { r.srv.Close() }
+
+// connState is one client connection's routes: a transport per target
+// (each session, the real app), so every client connection maps to its own
+// connection on each side and keep-alive works end to end.
+type connState struct {
+	router      *httpRouter
+	client, dst netip.AddrPort
+
+	mu         sync.Mutex
+	transports map[transportKey]*http.Transport
+}
+
+type transportKey struct {
+	sub uint64 // 0: the real app
+	h2  bool
+}
+
+func (cs *connState) transport(sub *subscription, h2 bool) *http.Transport {
+	key := transportKey{h2: h2}
+	if sub != nil {
+		key.sub = sub.id
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if t, ok := cs.transports[key]; ok {
+		return t
+	}
+	in := cs.router.in
+	var protocols http.Protocols
+	if h2 {
+		protocols.SetUnencryptedHTTP2(true)
+	} else {
+		protocols.SetHTTP1(true)
+	}
+	t := &http.Transport{
+		Protocols:          &protocols,
+		DisableCompression: true,
+		IdleConnTimeout:    90 * time.Second,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if sub != nil {
+				return in.deliver(sub, cs.client, cs.dst, false)
+			}
+			return in.srv.Target.Dial(ctx, "tcp", cs.dst.String())
+		},
+	}
+	if cs.transports == nil {
+		cs.transports = map[transportKey]*http.Transport{}
+	}
+	cs.transports[key] = t
+	return t
+}
+
+func (cs *connState) close() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, t := range cs.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+func (r *httpRouter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	cs, ok := req.Context().Value(connKey{}).(*connState)
+	if !ok {
+		http.Error(w, "tether-agent: unrouted connection", http.StatusBadGateway)
+		return
+	}
+	var target *subscription
+	fr := httpfilter.FromHTTP(req)
+	for _, s := range r.in.snapshot(cs.dst.Port()) {
+		if !s.filteredSteal() || !s.filter.Match(fr) {
+			continue
+		}
+		if target == nil {
+			target = s
+			continue
+		}
+		r.in.warnOverlap(target, s, req)
+	}
+	h2 := req.ProtoMajor == 2
+	if target != nil {
+		r.proxy(cs, target, h2, func(w http.ResponseWriter, out *http.Request, err error) {
+			r.in.log.Warn("stolen request could not reach its session", "session", target.sess.id, "path", req.URL.Path, "err", err)
+			if req.Body == nil || req.Body == http.NoBody {
+				// Nothing consumed: the real app answers instead.
+				r.proxy(cs, nil, h2, nil).ServeHTTP(w, req)
+				return
+			}
+			http.Error(w, "tether-agent: the session that took this request is gone", http.StatusBadGateway)
+		}).ServeHTTP(w, req)
+		return
+	}
+	r.proxy(cs, nil, h2, nil).ServeHTTP(w, req)
+}
+
+func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	if onErr == nil {
+		onErr = func(w http.ResponseWriter, _ *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				r.in.log.Warn("passing a request through to the app failed", "dst", cs.dst.String(), "err", err)
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = cs.dst.String()
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     cs.transport(target, h2),
+		FlushInterval: -1, // stream (gRPC, server-sent events) without buffering
+		ErrorLog:      log.New(io.Discard, "", 0),
+		ErrorHandler:  onErr,
+	}
+}
+
+// warnOverlap tells the later session, once per pair of subscriptions,
+// that a request matched its filter but went to an earlier session.
+func (in *incoming) warnOverlap(earlier, later *subscription, req *http.Request) {
+	in.mu.Lock()
+	key := [2]uint64{earlier.id, later.id}
+	seen := in.warned[key]
+	in.warned[key] = true
+	in.mu.Unlock()
+	if seen || earlier.sess == later.sess {
+		return
+	}
+	go in.notify(later.sess, fmt.Sprintf("a %s %s request on port %d matched your filter %v and the filter %v of session %s, which subscribed earlier: it went to that session (overlapping filters)",
+		req.Method, req.URL.Path, later.port, later.filter, earlier.filter, earlier.sess.id))
+}
+
+// chanListener is a net.Listener fed by push.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

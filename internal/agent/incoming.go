@@ -1,0 +1,430 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tether-dev/tether/internal/httpfilter"
+	"github.com/tether-dev/tether/internal/netfilter"
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// httpDetectTimeout bounds how long a connection on a port with filtered
+// stealers may stay silent before it is passed through as non-HTTP (a
+// server-speaks-first protocol).
+const httpDetectTimeout = 2 * time.Second
+
+// incoming owns the agent's side of incoming traffic: subscriptions per
+// port, the redirect rules, the listener that redirected connections land
+// on, and their routing (mirror, steal, HTTP-filtered steal, passthrough).
+type incoming struct {
+	srv *Server
+	log *slog.Logger
+
+	mu     sync.Mutex
+	seq    uint64
+	ports  map[uint16][]*subscription
+	redir  netfilter.Redirector
+	ln     net.Listener
+	lnPort uint16
+	http   *httpRouter
+	warned map[[2]uint64]bool // (earlier, later) subscription pairs told about a runtime overlap
+}
+
+type subscription struct {
+	id     uint64
+	sess   *session
+	port   uint16
+	mode   string
+	filter *httpfilter.Filter
+}
+
+func (s *subscription) unfilteredSteal() bool { return s.mode == protocol.ModeSteal && s.filter == nil }
+func (s *subscription) filteredSteal() bool   { return s.mode == protocol.ModeSteal && s.filter != nil }
+
+func newIncoming(srv *Server) *incoming {
+	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{}}
+}
+
+// subscribe adds a subscription for ss, installing the port's redirect rule
+// when it is the first.
+func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Response {
+	if req.Port == 0 {
+		return protocol.Response{Errno: int(syscall.EINVAL), Error: "subscribe: port 0"}
+	}
+	mode := req.Mode
+	if mode == "" {
+		mode = protocol.ModeMirror
+	}
+	if mode != protocol.ModeMirror && mode != protocol.ModeSteal {
+		return protocol.Response{Errno: int(syscall.EINVAL), Error: fmt.Sprintf("subscribe: unknown mode %q (want mirror or steal)", mode)}
+	}
+	filter, err := httpfilter.CompileWire(req.Filter)
+	if err != nil {
+		return protocol.Response{Errno: int(syscall.EINVAL), Error: err.Error()}
+	}
+	if mode == protocol.ModeMirror {
+		filter = nil // mirror copies whole connections
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter}
+	var warnings []string
+	for _, o := range in.ports[req.Port] {
+		if o.sess == ss {
+			return protocol.Response{Errno: int(syscall.EADDRINUSE), Error: fmt.Sprintf("port %d is already subscribed by this session", req.Port)}
+		}
+		switch {
+		case sub.unfilteredSteal() && o.unfilteredSteal():
+			return protocol.Response{Errno: int(syscall.EADDRINUSE), Error: fmt.Sprintf(
+				"port %d is already stolen by session %s without a filter: only one unfiltered stealer per port; add incoming.http_filter (both sessions) to share it, or use incoming.mode mirror", req.Port, o.sess.id)}
+		case sub.unfilteredSteal() && o.filteredSteal():
+			return protocol.Response{Errno: int(syscall.EADDRINUSE), Error: fmt.Sprintf(
+				"port %d is already stolen by session %s with filter %v: an unfiltered steal would take its requests; add incoming.http_filter to share the port", req.Port, o.sess.id, o.filter)}
+		case sub.filteredSteal() && o.unfilteredSteal():
+			return protocol.Response{Errno: int(syscall.EADDRINUSE), Error: fmt.Sprintf(
+				"port %d is already stolen by session %s without a filter, so no request would reach your filter; ask them to add incoming.http_filter", req.Port, o.sess.id)}
+		case sub.filteredSteal() && o.filteredSteal() && httpfilter.Overlaps(o.filter, sub.filter):
+			warnings = append(warnings, fmt.Sprintf(
+				"your filter %v overlaps on port %d with the filter %v of session %s, which subscribed earlier: requests matching both go to that session", sub.filter, req.Port, o.filter, o.sess.id))
+		}
+	}
+	if err := in.ensureListener(); err != nil {
+		return protocol.ErrorResponse(err)
+	}
+	first := len(in.ports[req.Port]) == 0
+	if first {
+		if err := in.redir.Redirect(req.Port, in.lnPort); err != nil {
+			return protocol.ErrorResponse(fmt.Errorf("redirecting port %d: %w", req.Port, err))
+		}
+	}
+	in.seq++
+	sub.id = in.seq
+	in.ports[req.Port] = append(in.ports[req.Port], sub)
+	in.log.Info("subscribed", "session", ss.id, "port", req.Port, "mode", mode, "filter", sub.filter.String())
+	return protocol.Response{Warnings: warnings}
+}
+
+// unsubscribe removes ss's subscription to port (all ports when port is 0).
+func (in *incoming) unsubscribe(ss *session, port uint16) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for p, subs := range in.ports {
+		if port != 0 && p != port {
+			continue
+		}
+		kept := slices.DeleteFunc(slices.Clone(subs), func(s *subscription) bool { return s.sess == ss })
+		if len(kept) == len(subs) {
+			continue
+		}
+		if len(kept) == 0 {
+			delete(in.ports, p)
+			if in.redir != nil {
+				if err := in.redir.Unredirect(p); err != nil {
+					in.log.Warn("removing redirect rule", "port", p, "err", err)
+				}
+			}
+		} else {
+			in.ports[p] = kept
+		}
+		in.log.Info("unsubscribed", "session", ss.id, "port", p)
+	}
+	if len(in.ports) == 0 && in.redir != nil {
+		// The last subscription is gone: remove the table entirely.
+		if err := in.redir.Close(); err != nil {
+			in.log.Warn("removing redirect table", "err", err)
+		}
+		in.redir = nil
+	}
+}
+
+// close removes every rule and stops the listener.
+func (in *incoming) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.ports = map[uint16][]*subscription{}
+	if in.redir != nil {
+		if err := in.redir.Close(); err != nil {
+			in.log.Warn("removing redirect table", "err", err)
+		}
+		in.redir = nil
+	}
+	if in.ln != nil {
+		in.ln.Close()
+		in.ln = nil
+	}
+	if in.http != nil {
+		in.http.close()
+	}
+}
+
+// ensureListener starts the listener redirected connections land on, in
+// the target's network namespace, and the redirector. Called with in.mu held.
+func (in *incoming) ensureListener() error {
+	if in.ln == nil {
+		ln, err := in.srv.Target.Listen("tcp", ":0")
+		if err != nil {
+			return fmt.Errorf("listening for redirected connections in the target's network: %w", err)
+		}
+		in.ln = ln
+		in.lnPort = uint16(ln.Addr().(*net.TCPAddr).Port)
+		in.http = newHTTPRouter(in)
+		go in.accept(ln)
+	}
+	if in.redir == nil {
+		r, err := in.srv.newRedirector()
+		if err != nil {
+			return err
+		}
+		in.redir = r
+	}
+	return nil
+}
+
+func (in *incoming) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		go in.handle(c.(*net.TCPConn))
+	}
+}
+
+// snapshot returns the port's subscriptions in subscription order.
+func (in *incoming) snapshot(port uint16) []*subscription {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.ports[port])
+}
+
+// handle routes one redirected connection.
+func (in *incoming) handle(c *net.TCPConn) {
+	dst, err := in.srv.originalDst(c)
+	if err != nil {
+		in.log.Warn("redirected connection without an original destination; closing it", "client", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	client := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	subs := in.snapshot(dst.Port())
+	var conn net.Conn = c
+	if mirrors := in.mirrorSinks(subs, client, dst); len(mirrors) > 0 {
+		conn = &teeConn{TCPConn: c, sinks: mirrors}
+	}
+	for _, s := range subs {
+		if s.unfilteredSteal() {
+			st, err := in.deliver(s, client, dst, false)
+			if err == nil {
+				Splice(asHalfCloser(conn), st)
+				return
+			}
+			in.log.Warn("stolen connection could not reach its session; passing it through", "session", s.sess.id, "err", err)
+			break
+		}
+	}
+	for _, s := range subs {
+		if s.filteredSteal() {
+			in.routeHTTP(conn, c, client, dst)
+			return
+		}
+	}
+	in.passthrough(conn, nil, dst)
+}
+
+// passthrough connects conn to the real destination (prefix: bytes
+// already read from conn).
+func (in *incoming) passthrough(conn net.Conn, prefix []byte, dst netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
+	up, err := in.srv.Target.Dial(ctx, "tcp", dst.String())
+	cancel()
+	if err != nil {
+		in.log.Warn("passing a connection through to the app failed", "dst", dst.String(), "err", err)
+		conn.Close()
+		return
+	}
+	if len(prefix) > 0 {
+		if _, err := up.Write(prefix); err != nil {
+			up.Close()
+			conn.Close()
+			return
+		}
+	}
+	Splice(asHalfCloser(conn), up.(halfCloser))
+}
+
+// deliver opens a stream to the subscription's session for one connection.
+func (in *incoming) deliver(s *subscription, client, dst netip.AddrPort, mirror bool) (protocol.Stream, error) {
+	st, err := s.sess.mux.Open()
+	if err != nil {
+		return nil, err
+	}
+	if err := protocol.WriteFrame(st, protocol.Incoming{Port: dst.Port(), Client: client.String(), Dst: dst.String(), Mirror: mirror}); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// notify tells a session something (shown as a warning on its terminal).
+func (in *incoming) notify(ss *session, msg string) {
+	st, err := ss.mux.Open()
+	if err != nil {
+		return
+	}
+	protocol.WriteFrame(st, protocol.Incoming{Notice: msg})
+	st.Close()
+}
+
+// routeHTTP hands an HTTP connection to the router, or passes non-HTTP
+// traffic through.
+func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip.AddrPort) {
+	br := bufio.NewReaderSize(conn, 4096)
+	raw.SetReadDeadline(time.Now().Add(httpDetectTimeout))
+	head, _ := br.Peek(len(h2Preface))
+	raw.SetReadDeadline(time.Time{})
+	if !looksLikeHTTP(head) {
+		buffered, _ := br.Peek(br.Buffered())
+		in.passthrough(conn, slices.Clone(buffered), dst)
+		return
+	}
+	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst})
+}
+
+// --- mirror ---
+
+// mirrorSink carries a copy of a connection's incoming bytes to one
+// mirroring session. It never blocks the real traffic: when the session
+// falls behind, the copy is cut.
+type mirrorSink struct {
+	ch   chan []byte
+	st   protocol.Stream
+	once sync.Once
+}
+
+const mirrorQueue = 256
+
+func (in *incoming) mirrorSinks(subs []*subscription, client, dst netip.AddrPort) []*mirrorSink {
+	var sinks []*mirrorSink
+	for _, s := range subs {
+		if s.mode != protocol.ModeMirror {
+			continue
+		}
+		st, err := in.deliver(s, client, dst, true)
+		if err != nil {
+			continue
+		}
+		m := &mirrorSink{ch: make(chan []byte, mirrorQueue), st: st}
+		go m.run()
+		go io.Copy(io.Discard, st) // the local app's replies are discarded
+		sinks = append(sinks, m)
+	}
+	return sinks
+}
+
+func (m *mirrorSink) run() {
+	for b := range m.ch {
+		if _, err := m.st.Write(b); err != nil {
+			for range m.ch {
+			}
+			break
+		}
+	}
+	m.st.CloseWrite()
+}
+
+func (m *mirrorSink) send(b []byte) {
+	select {
+	case m.ch <- slices.Clone(b):
+	default:
+		m.close() // too slow: stop copying rather than slow the app down
+	}
+}
+
+func (m *mirrorSink) close() { m.once.Do(func() { close(m.ch) }) }
+
+// teeConn copies everything read from the client to mirror sinks.
+type teeConn struct {
+	*net.TCPConn
+	sinks []*mirrorSink
+}
+
+func (t *teeConn) Read(b []byte) (int, error) {
+	n, err := t.TCPConn.Read(b)
+	if n > 0 {
+		for _, s := range t.sinks {
+			s.send(b[:n])
+		}
+	}
+	if err != nil {
+		for _, s := range t.sinks {
+			s.close()
+		}
+	}
+	return n, err
+}
+
+func (t *teeConn) Close() error {
+	for _, s := range t.sinks {
+		s.close()
+	}
+	return t.TCPConn.Close()
+}
+
+// asHalfCloser gives conn (a TCPConn or a wrapper of one) a CloseWrite.
+func asHalfCloser(conn net.Conn) halfCloser {
+	if hc, ok := conn.(halfCloser); ok {
+		return hc
+	}
+	return closeWriteAdapter{conn}
+}
+
+type closeWriteAdapter struct{ net.Conn }
+
+func (c closeWriteAdapter) CloseWrite() error {
+	type cw interface{ CloseWrite() error }
+	if x, ok := c.Conn.(interface{ Unwrap() net.Conn }); ok {
+		if w, ok := x.Unwrap().(cw); ok {
+			return w.CloseWrite()
+		}
+	}
+	return nil
+}
+
+// --- HTTP detection ---
+
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+var httpMethods = []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}
+
+// looksLikeHTTP reports whether a connection's first bytes are an HTTP/1.x
+// request line or the HTTP/2 preface.
+func looksLikeHTTP(head []byte) bool {
+	s := string(head)
+	if len(s) >= 3 && s[:3] == "PRI" {
+		return len(s) >= len(h2Preface) && s == h2Preface
+	}
+	for _, m := range httpMethods {
+		if len(s) >= len(m) && s[:len(m)] == m {
+			return true
+		}
+		if len(s) < len(m) && m[:len(s)] == s && len(s) > 0 {
+			return true // short read of a method: let the HTTP server decide
+		}
+	}
+	return false
+}

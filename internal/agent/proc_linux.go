@@ -1,0 +1,43 @@
+package agent
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/tether-dev/tether/internal/netfilter"
+)
+
+// StartTime returns a process's start time (clock ticks after boot, field
+// 22 of /proc/PID/stat), which tells a process from a later one that
+// reused its PID.
+func StartTime(pid int) (uint64, bool) {
+	b, err := os.ReadFile(procPath(pid, "stat"))
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// After the command come state (field 3) ... starttime is field 22.
+	if len(f) < 20 {
+		return 0, false
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return st, err == nil
+}
+
+// TableFor names the redirect table of agent process pid.
+func TableFor(pid int) string {
+	st, _ := StartTime(pid)
+	return netfilter.TableName(pid, st)
+}
+
+// RemoveStaleTables deletes tether tables in the namespace whose agent is
+// gone (rules a killed agent could not remove) and returns their names.
+func RemoveStaleTables(nsPath string) ([]string, error) {
+	return netfilter.RemoveTables(nsPath, func(name string) bool { return netfilter.Stale(name, StartTime) })
+}

@@ -1,0 +1,201 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/internal/agent"
+	"github.com/tether-dev/tether/internal/httpfilter"
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// incomingState is the session's side of incoming traffic: which local
+// listeners receive which of the target's ports, and which local
+// connections stand for which original clients.
+type incomingState struct {
+	mu     sync.Mutex
+	remote map[uint16]netip.AddrPort // target port -> local listener
+	local  map[uint16]uint16         // local listening port -> target port
+	peers  map[uint16]netip.AddrPort // local port of a delivered connection -> original client
+}
+
+func newIncomingState() *incomingState {
+	return &incomingState{remote: map[uint16]netip.AddrPort{}, local: map[uint16]uint16{}, peers: map[uint16]netip.AddrPort{}}
+}
+
+// ListenPort maps a port the program binds to the local port to bind
+// instead (incoming.listen_ports: [[remote, local]]).
+func (s *Session) ListenPort(port uint16) (uint16, bool) {
+	if s.cfg.IncomingMode() == "off" {
+		return 0, false
+	}
+	for _, m := range s.cfg.Incoming.ListenPorts {
+		if m[0] == port {
+			return m[1], true
+		}
+	}
+	return 0, false
+}
+
+// IncomingEnabled reports whether listening programs get the target's traffic.
+func (s *Session) IncomingEnabled() bool { return s.cfg.IncomingMode() != "off" }
+
+// remotePortFor picks the target port a local listener stands for:
+// the port the program asked for (when its bind was moved), else the
+// local port through incoming.port_mapping ([[local, remote]]).
+func (s *Session) remotePortFor(local netip.AddrPort, requested uint16) uint16 {
+	if requested != 0 {
+		return requested
+	}
+	for _, m := range s.cfg.Incoming.PortMapping {
+		if m[0] == local.Port() {
+			return m[1]
+		}
+	}
+	return local.Port()
+}
+
+// wantsPort applies incoming.ports / ignore_ports.
+func (s *Session) wantsPort(p uint16) bool {
+	in := s.cfg.Incoming
+	if len(in.Ports) > 0 {
+		return slices.Contains(in.Ports, p)
+	}
+	return !slices.Contains(in.IgnorePorts, p)
+}
+
+// Listening subscribes the target port behind a local listener. An error
+// means the agent refused (the port is stolen by someone else without a
+// filter...); the supervisor fails the program's listen with EADDRINUSE.
+func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested uint16) error {
+	if !s.IncomingEnabled() {
+		return nil
+	}
+	remote := s.remotePortFor(local, requested)
+	if !s.wantsPort(remote) {
+		return nil
+	}
+	mode := s.cfg.IncomingMode()
+	req := protocol.Request{Op: protocol.OpSubscribe, Port: remote, Mode: mode}
+	if mode == protocol.ModeSteal {
+		req.Filter = httpfilter.ToWire(s.cfg.Incoming.HTTPFilter)
+		if ports := s.cfg.Incoming.HTTPFilter.Ports; len(ports) > 0 && !slices.Contains(ports, remote) {
+			req.Filter = nil // http_filter.ports: the filter applies to these ports only
+		}
+	}
+	resp, err := s.call(ctx, req)
+	if err != nil {
+		s.fail("listening on %v for the target's port %d: %v", local, remote, err)
+		return err
+	}
+	for _, w := range resp.Warnings {
+		s.warn("%s", w)
+	}
+	s.in.mu.Lock()
+	s.in.remote[remote] = local
+	s.in.local[local.Port()] = remote
+	s.in.mu.Unlock()
+	what := "mirrored to"
+	if mode == protocol.ModeSteal {
+		what = "stolen by"
+		if req.Filter != nil {
+			if f, err := httpfilter.CompileWire(req.Filter); err == nil {
+				what = fmt.Sprintf("stolen (requests with %v) by", f)
+			}
+		}
+	}
+	s.say("traffic to the target's port %d is %s the local listener on %v", remote, what, local)
+	return nil
+}
+
+// Subscribed reports whether the local listening port receives the
+// target's traffic.
+func (s *Session) Subscribed(localPort uint16) bool {
+	s.in.mu.Lock()
+	defer s.in.mu.Unlock()
+	_, ok := s.in.local[localPort]
+	return ok
+}
+
+func (s *Session) incomingPeer(port uint16) (netip.AddrPort, bool) {
+	s.in.mu.Lock()
+	defer s.in.mu.Unlock()
+	p, ok := s.in.peers[port]
+	return p, ok
+}
+
+// acceptIncoming serves the streams the agent opens to deliver traffic.
+func (s *Session) acceptIncoming() {
+	for {
+		st, err := s.mux.Accept()
+		if err != nil {
+			return
+		}
+		go s.deliver(st)
+	}
+}
+
+// deliver connects one delivered connection to the local listener.
+func (s *Session) deliver(st protocol.Stream) {
+	var hdr protocol.Incoming
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := protocol.ReadFrame(st, &hdr); err != nil {
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	if hdr.Notice != "" {
+		s.warn("%s", hdr.Notice)
+		st.Close()
+		return
+	}
+	s.in.mu.Lock()
+	local, ok := s.in.remote[hdr.Port]
+	s.in.mu.Unlock()
+	if !ok {
+		st.Close()
+		return
+	}
+	client, _ := netip.ParseAddrPort(hdr.Client)
+	dialAddr := local
+	if a := local.Addr(); a.IsUnspecified() {
+		if a.Is4() {
+			dialAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), local.Port())
+		} else {
+			dialAddr = netip.AddrPortFrom(netip.IPv6Loopback(), local.Port())
+		}
+	}
+	c, err := net.DialTimeout("tcp", dialAddr.String(), 5*time.Second)
+	if err != nil {
+		s.log.Debug("delivering a connection to the local listener failed", "port", hdr.Port, "local", dialAddr.String(), "err", err)
+		st.Close()
+		return
+	}
+	tc := c.(*net.TCPConn)
+	myPort := tc.LocalAddr().(*net.TCPAddr).AddrPort().Port()
+	s.in.mu.Lock()
+	s.in.peers[myPort] = client
+	s.in.mu.Unlock()
+	defer func() {
+		s.in.mu.Lock()
+		delete(s.in.peers, myPort)
+		s.in.mu.Unlock()
+	}()
+	if hdr.Mirror {
+		// A copy: feed the local app, throw its answers away.
+		go io.Copy(io.Discard, tc)
+		io.Copy(tc, st)
+		tc.CloseWrite()
+		time.Sleep(100 * time.Millisecond) // let the app read the tail before the close
+		tc.Close()
+		st.Close()
+		return
+	}
+	agent.Splice(tc, st)
+}
