@@ -378,6 +378,12 @@ func (t *teeConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo hides the embedded TCPConn's WriteTo (splice), which would read
+// around the tee.
+func (t *teeConn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{t})
+}
+
 func (t *teeConn) Close() error {
 	for _, s := range t.sinks {
 		s.close()

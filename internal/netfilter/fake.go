@@ -45,6 +45,13 @@ func (f *Fake) Close() error {
 	return nil
 }
 
+// IsClosed reports whether Close was called.
+func (f *Fake) IsClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Closed
+}
+
 // Ports returns a copy of the current rules.
 func (f *Fake) Ports() map[uint16]uint16 {
 	f.mu.Lock()

@@ -66,6 +66,9 @@ type Session struct {
 	proxy *tcpProxy
 	in    *incomingState
 
+	closeOnce sync.Once
+	closeErr  error
+
 	relayMu sync.Mutex
 	relays  map[netip.AddrPort]*udpRelay
 	byRelay map[netip.AddrPort]netip.AddrPort // relay address -> real destination
@@ -229,16 +232,20 @@ func (s *Session) message(prefix, format string, args ...any) {
 }
 
 // Close ends the session: the proxy, relays and the agent connection.
+// It may be called more than once.
 func (s *Session) Close() error {
-	if s.proxy != nil {
-		s.proxy.close()
-	}
-	s.relayMu.Lock()
-	for _, r := range s.relays {
-		r.close()
-	}
-	s.relayMu.Unlock()
-	return s.mux.Close()
+	s.closeOnce.Do(func() {
+		if s.proxy != nil {
+			s.proxy.close()
+		}
+		s.relayMu.Lock()
+		for _, r := range s.relays {
+			r.close()
+		}
+		s.relayMu.Unlock()
+		s.closeErr = s.mux.Close()
+	})
+	return s.closeErr
 }
 
 // Done is closed when the connection to the agent is gone.

@@ -1,0 +1,244 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tether-dev/tether/internal/agent"
+	"github.com/tether-dev/tether/internal/config"
+	"github.com/tether-dev/tether/internal/netfilter"
+)
+
+// whoServer answers every request with "who=NAME path=PATH client=ADDR".
+func whoServer(t *testing.T, name string) (netip.AddrPort, *[]string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path)
+		mu.Unlock()
+		fmt.Fprintf(w, "who=%s path=%s client=%s", name, r.URL.Path, r.RemoteAddr)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).AddrPort(), &seen
+}
+
+// incomingRig is an agent over a DirTarget with a fake redirector: a
+// connection to the agent's incoming listener behaves like one redirected
+// from app's port.
+type incomingRig struct {
+	app      netip.AddrPort
+	appSeen  *[]string
+	redir    *netfilter.Fake
+	agentAdr string
+}
+
+func newIncomingRig(t *testing.T) *incomingRig {
+	t.Helper()
+	r := &incomingRig{redir: netfilter.NewFake()}
+	r.app, r.appSeen = whoServer(t, "pod")
+	target, err := agent.NewDirTarget(t.TempDir(), []string{"A=1"}, "pod-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &agent.Server{
+		Target:        target,
+		NewRedirector: func() (netfilter.Redirector, error) { return r.redir, nil },
+		OriginalDst:   func(*net.TCPConn) (netip.AddrPort, error) { return r.app, nil },
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go srv.Serve(ctx, ln)
+	t.Cleanup(cancel)
+	r.agentAdr = ln.Addr().String()
+	return r
+}
+
+// session connects a session with cfg and subscribes the app's port for
+// a local who-server; it returns the session, the local server's log and
+// the user messages.
+func (r *incomingRig) session(t *testing.T, name string, cfg *config.Config) (*Session, *[]string, *bytes.Buffer, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", r.agentAdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs bytes.Buffer
+	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: &syncWriter{w: &msgs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	local, seen := whoServer(t, name)
+	err = s.Listening(context.Background(), local, r.app.Port())
+	return s, seen, &msgs, err
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// client returns an HTTP client whose every connection goes to the
+// agent's incoming listener (as a redirected connection would), reusing
+// one keep-alive connection.
+func (r *incomingRig) client(t *testing.T) *http.Client {
+	t.Helper()
+	to, ok := r.redir.Ports()[r.app.Port()]
+	if !ok {
+		t.Fatalf("no redirect rule for port %d: %v", r.app.Port(), r.redir.Ports())
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxConnsPerHost: 1,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", to))
+		},
+	}}
+}
+
+func get(t *testing.T, c *http.Client, path, user string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://app"+path, nil)
+	if user != "" {
+		req.Header.Set("X-Tether-User", user)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func stealCfg(filter string) *config.Config {
+	c := &config.Config{Incoming: config.Incoming{Mode: "steal"}}
+	c.Incoming.HTTPFilter.HeaderFilter = filter
+	return c
+}
+
+func TestIncomingFilteredSteal(t *testing.T) {
+	r := newIncomingRig(t)
+	_, aliceSeen, _, err := r.session(t, "alice", stealCfg("^x-tether-user: alice$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bobSeen, _, err := r.session(t, "bob", stealCfg("^x-tether-user: bob$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.client(t)
+	// One keep-alive connection, requests interleaved.
+	for i, tc := range []struct{ user, who string }{{"alice", "alice"}, {"", "pod"}, {"bob", "bob"}, {"carol", "pod"}, {"alice", "alice"}} {
+		got := get(t, c, fmt.Sprintf("/r%d", i), tc.user)
+		if !strings.HasPrefix(got, "who="+tc.who+" ") {
+			t.Errorf("request %d (user %q) answered %q, want who=%s", i, tc.user, got, tc.who)
+		}
+	}
+	if len(*aliceSeen) != 2 || len(*bobSeen) != 1 || len(*r.appSeen) != 2 {
+		t.Errorf("alice %v, bob %v, app %v", *aliceSeen, *bobSeen, *r.appSeen)
+	}
+}
+
+func TestIncomingStealConflicts(t *testing.T) {
+	r := newIncomingRig(t)
+	if _, _, _, err := r.session(t, "first", stealCfg("")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := r.session(t, "second", stealCfg(""))
+	if err == nil || !strings.Contains(err.Error(), "already stolen") {
+		t.Fatalf("second unfiltered stealer: %v, want 'already stolen'", err)
+	}
+	_, _, _, err = r.session(t, "third", stealCfg("x-tether-user: carol"))
+	if err == nil || !strings.Contains(err.Error(), "no request would reach your filter") {
+		t.Fatalf("filtered stealer after an unfiltered one: %v", err)
+	}
+	if got := get(t, r.client(t), "/x", ""); !strings.HasPrefix(got, "who=first ") {
+		t.Fatalf("answered %q, want the first stealer", got)
+	}
+}
+
+func TestIncomingOverlapWarning(t *testing.T) {
+	r := newIncomingRig(t)
+	if _, _, _, err := r.session(t, "alice", stealCfg("^x-tether-user: alice$")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, msgs, err := r.session(t, "both", stealCfg("^x-tether-user: (alice|bob)$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msgs.String(), "overlaps on port") {
+		t.Fatalf("no overlap warning: %q", msgs.String())
+	}
+	c := r.client(t)
+	if got := get(t, c, "/a", "alice"); !strings.HasPrefix(got, "who=alice ") {
+		t.Errorf("alice's request went to %q: the earlier subscription must win", got)
+	}
+	if got := get(t, c, "/b", "bob"); !strings.HasPrefix(got, "who=both ") {
+		t.Errorf("bob's request went to %q", got)
+	}
+}
+
+func TestIncomingMirror(t *testing.T) {
+	r := newIncomingRig(t)
+	_, seen, _, err := r.session(t, "mirror", &config.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.client(t)
+	for i := range 3 {
+		if got := get(t, c, fmt.Sprintf("/m%d", i), ""); !strings.HasPrefix(got, "who=pod ") {
+			t.Fatalf("mirror mode: answered by %q, want the pod", got)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(*seen) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Join(*seen, ",") != "/m0,/m1,/m2" {
+		t.Fatalf("the mirroring session saw %v", *seen)
+	}
+}
+
+func TestIncomingSessionEndRemovesRule(t *testing.T) {
+	r := newIncomingRig(t)
+	s, _, _, err := r.session(t, "local", stealCfg(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.redir.Ports()) != 1 {
+		t.Fatalf("rules = %v", r.redir.Ports())
+	}
+	s.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for !r.redir.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(r.redir.Ports()) != 0 || !r.redir.IsClosed() {
+		t.Fatalf("after the last session: rules %v closed %v", r.redir.Ports(), r.redir.IsClosed())
+	}
+}
