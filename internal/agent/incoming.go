@@ -107,6 +107,15 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 		if err := in.redir.Redirect(req.Port, in.lnPort); err != nil {
 			return protocol.ErrorResponse(fmt.Errorf("redirecting port %d: %w", req.Port, err))
 		}
+		if mode == protocol.ModeSteal {
+			// Keep-alive connections opened before the rule would never see
+			// it: reset them so their clients reconnect through the agent.
+			if n, err := in.srv.killConnections(req.Port); err != nil {
+				warnings = append(warnings, fmt.Sprintf("existing connections to port %d keep going to the app until they reconnect: %v", req.Port, err))
+			} else if n > 0 {
+				in.log.Info("reset connections opened before the subscription", "port", req.Port, "count", n)
+			}
+		}
 	}
 	in.seq++
 	sub.id = in.seq

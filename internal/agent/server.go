@@ -60,6 +60,15 @@ func (s *Server) newRedirector() (netfilter.Redirector, error) {
 	return netfilter.NewNftables(ns, table)
 }
 
+// killConnections resets established connections to port in the target.
+func (s *Server) killConnections(port uint16) (int, error) {
+	ns := s.Target.NetNS()
+	if ns == "" {
+		return 0, nil
+	}
+	return netfilter.KillConnections(ns, port)
+}
+
 func (s *Server) originalDst(c *net.TCPConn) (netip.AddrPort, error) {
 	if s.OriginalDst != nil {
 		return s.OriginalDst(c)

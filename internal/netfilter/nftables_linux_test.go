@@ -144,3 +144,59 @@ func TestRemoveTables(t *testing.T) {
 		t.Fatalf("ruleset after removal:\n%s", rs)
 	}
 }
+
+func TestKillConnections(t *testing.T) {
+	ns := newNetNS(t)
+	var ln net.Listener
+	if err := netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		l, err := net.Listen("tcp4", "127.0.0.1:8099")
+		ln = l
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srvErr := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		buf := make([]byte, 10)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				srvErr <- err
+				return
+			}
+		}
+	}()
+	var client net.Conn
+	netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		var err error
+		client, err = net.Dial("tcp4", "127.0.0.1:8099")
+		return err
+	})
+	if client == nil {
+		t.Fatal("no client connection")
+	}
+	defer client.Close()
+	client.Write([]byte("x"))
+	time.Sleep(50 * time.Millisecond)
+	n, err := KillConnections(ns, 8099)
+	if err != nil || n != 1 {
+		t.Fatalf("KillConnections = %d, %v; want 1 connection", n, err)
+	}
+	select {
+	case err := <-srvErr:
+		if !strings.Contains(err.Error(), "abort") {
+			t.Fatalf("server side saw %v, want connection abort", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the server side of the connection was not reset")
+	}
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("client read succeeded on a reset connection")
+	}
+}
