@@ -130,6 +130,21 @@ func (s *Session) incomingPeer(port uint16) (netip.AddrPort, bool) {
 	return p, ok
 }
 
+// dialLocal connects to a local listener. A wildcard listener is reached
+// on loopback: IPv4 first (a dual-stack [::] listener takes it too, and
+// IPv6 may be off), then IPv6.
+func dialLocal(local netip.AddrPort) (net.Conn, error) {
+	a := local.Addr()
+	if !a.IsUnspecified() {
+		return net.DialTimeout("tcp", local.String(), 5*time.Second)
+	}
+	c, err := net.DialTimeout("tcp", netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), local.Port()).String(), 5*time.Second)
+	if err != nil && a.Is6() {
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(netip.IPv6Loopback(), local.Port()).String(), 5*time.Second)
+	}
+	return c, err
+}
+
 // acceptIncoming serves the streams the agent opens to deliver traffic.
 func (s *Session) acceptIncoming() {
 	for {
@@ -163,17 +178,9 @@ func (s *Session) deliver(st protocol.Stream) {
 		return
 	}
 	client, _ := netip.ParseAddrPort(hdr.Client)
-	dialAddr := local
-	if a := local.Addr(); a.IsUnspecified() {
-		if a.Is4() {
-			dialAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), local.Port())
-		} else {
-			dialAddr = netip.AddrPortFrom(netip.IPv6Loopback(), local.Port())
-		}
-	}
-	c, err := net.DialTimeout("tcp", dialAddr.String(), 5*time.Second)
+	c, err := dialLocal(local)
 	if err != nil {
-		s.log.Debug("delivering a connection to the local listener failed", "port", hdr.Port, "local", dialAddr.String(), "err", err)
+		s.log.Debug("delivering a connection to the local listener failed", "port", hdr.Port, "local", local.String(), "err", err)
 		st.Close()
 		return
 	}
