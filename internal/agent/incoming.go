@@ -17,6 +17,7 @@ import (
 	"github.com/tether-dev/tether/internal/httpfilter"
 	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/splice"
 )
 
 // httpDetectTimeout bounds how long a connection on a port with filtered
@@ -239,7 +240,7 @@ func (in *incoming) handle(c *net.TCPConn) {
 		if s.unfilteredSteal() {
 			st, err := in.deliver(s, client, dst, false)
 			if err == nil {
-				Splice(asHalfCloser(conn), st)
+				splice.Join(asHalfCloser(conn), st)
 				return
 			}
 			in.log.Warn("stolen connection could not reach its session; passing it through", "session", s.sess.id, "err", err)
@@ -273,7 +274,7 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, dst netip.AddrPort
 			return
 		}
 	}
-	Splice(asHalfCloser(conn), up.(halfCloser))
+	splice.Join(asHalfCloser(conn), up.(splice.Conn))
 }
 
 // deliver opens a stream to the subscription's session for one connection.
@@ -401,8 +402,8 @@ func (t *teeConn) Close() error {
 }
 
 // asHalfCloser gives conn (a TCPConn or a wrapper of one) a CloseWrite.
-func asHalfCloser(conn net.Conn) halfCloser {
-	if hc, ok := conn.(halfCloser); ok {
+func asHalfCloser(conn net.Conn) splice.Conn {
+	if hc, ok := conn.(splice.Conn); ok {
 		return hc
 	}
 	return closeWriteAdapter{conn}

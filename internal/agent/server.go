@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,10 +16,11 @@ import (
 
 	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/splice"
 )
 
 // DialTimeout bounds one outgoing connect made for a session.
-const DialTimeout = 30 * time.Second
+const DialTimeout = protocol.DialTimeout
 
 // Server accepts tether sessions and serves them from Target.
 type Server struct {
@@ -260,38 +260,9 @@ func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req 
 		relayUDP(st, c)
 		return
 	}
-	if hc, ok := c.(halfCloser); ok {
-		Splice(st, hc)
+	if hc, ok := c.(splice.Conn); ok {
+		splice.Join(st, hc)
 	}
-}
-
-// halfCloser is a connection whose write side can be shut on its own.
-type halfCloser interface {
-	net.Conn
-	CloseWrite() error
-}
-
-// Splice copies a and b into each other until both directions end,
-// passing half-closes through, then closes both.
-func Splice(a, b halfCloser) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src halfCloser) {
-		defer wg.Done()
-		_, err := io.Copy(dst, src)
-		if err != nil {
-			// A reset or broken stream: tear both down so the peer sees it.
-			a.Close()
-			b.Close()
-			return
-		}
-		dst.CloseWrite()
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
-	a.Close()
-	b.Close()
 }
 
 // relayUDP carries datagrams between a stream (length-prefixed) and a

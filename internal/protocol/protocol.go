@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Version is the protocol version this build speaks. MinVersion is the
@@ -23,6 +24,9 @@ const (
 	Version    = 1
 	MinVersion = 1
 )
+
+// DialTimeout bounds one connect the agent makes for a session.
+const DialTimeout = 30 * time.Second
 
 // MaxFrame bounds one JSON frame (requests, responses, directory listings).
 // File content and connection bytes do not travel in frames.

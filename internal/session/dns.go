@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/tether-dev/tether/internal/agent"
 	"github.com/tether-dev/tether/internal/protocol"
 )
 
@@ -207,7 +206,7 @@ func (s *Session) serveDNSTCP(c *net.TCPConn, server netip.AddrPort) {
 			continue
 		}
 		if up == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), agent.DialTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), protocol.DialTimeout)
 			up, err = s.dialStream(ctx, "tcp", server)
 			cancel()
 			if err != nil {

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tether-dev/tether/internal/agent"
 	"github.com/tether-dev/tether/internal/httpfilter"
 	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/splice"
 )
 
 // incomingState is the session's side of incoming traffic: which local
@@ -204,5 +204,5 @@ func (s *Session) deliver(st protocol.Stream) {
 		st.Close()
 		return
 	}
-	agent.Splice(tc, st)
+	splice.Join(tc, st)
 }

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tether-dev/tether/internal/agent"
 	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/splice"
 )
 
 // pendingTTL is how long a dialled remote connection waits for the local
@@ -155,7 +155,7 @@ func (p *tcpProxy) handle(c *net.TCPConn) {
 	}
 	switch pc := pc.c.(type) {
 	case *remoteConn:
-		agent.Splice(c, pc.st)
+		splice.Join(c, pc.st)
 	case dnsConn:
 		p.s.serveDNSTCP(c, pc.server)
 	}
