@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,7 +64,7 @@ func (s *supervisor) onOpen(n notif) {
 			s.fail(&n, unix.EROFS)
 			return
 		}
-		s.injectBytes(&n, p, content, flags)
+		s.injectContent(&n, p, bytes.NewReader(content), flags)
 		return
 	}
 	route := s.sess.RouteFile(p)
@@ -98,7 +99,7 @@ func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, r
 		st, rc, err := s.sess.ReadFile(ctx, p)
 		if err == nil {
 			defer rc.Close()
-			s.injectReader(n, p, st, rc, flags)
+			s.injectContent(n, p, io.LimitReader(rc, st.Size), flags)
 			return
 		}
 		if errnoOf(err) != unix.EISDIR {
@@ -160,19 +161,9 @@ func (s *supervisor) shadowToRemote(p string) (string, bool) {
 	return "/" + after, true
 }
 
-// injectBytes puts content in a sealed memfd and injects it.
-func (s *supervisor) injectBytes(n *notif, name string, content []byte, flags uint64) {
-	fd, err := sealedMemfd(name, strings.NewReader(string(content)))
-	if err != nil {
-		s.failErr(n, err)
-		return
-	}
-	defer unix.Close(fd)
-	s.injectReadOnly(n, fd, flags)
-}
-
-func (s *supervisor) injectReader(n *notif, name string, st *protocol.Stat, r io.Reader, flags uint64) {
-	fd, err := sealedMemfd(name, io.LimitReader(r, st.Size))
+// injectContent puts r's bytes in a sealed memfd and injects it.
+func (s *supervisor) injectContent(n *notif, name string, r io.Reader, flags uint64) {
+	fd, err := sealedMemfd(name, r)
 	if err != nil {
 		s.failErr(n, err)
 		return

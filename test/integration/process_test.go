@@ -71,9 +71,11 @@ func TestExitCode(t *testing.T) {
 	}
 }
 
-// TestSIGINT: SIGINT to tether exec stops the child promptly; tether exits 130.
-func TestSIGINT(t *testing.T) {
-	f := start(t)
+// startSleepingChild runs `sleep 30` (through sh, which prints its PID)
+// under tether exec and returns the tether process and the child's PID. A
+// child tether leaves behind is killed at the end of the test.
+func startSleepingChild(t *testing.T, f *fixture) (*harness.Process, int) {
+	t.Helper()
 	p := harness.StartExec(t, f.agent.Addr, harness.ExecOpts{}, "sh", "-c", `echo "child=$$"; exec sleep 30`)
 	if !p.WaitStdout("child=", 30*time.Second) || !p.WaitStdout("\n", 5*time.Second) {
 		res, _ := p.Wait(0)
@@ -94,6 +96,13 @@ func TestSIGINT(t *testing.T) {
 			syscall.Kill(childPID, syscall.SIGKILL)
 		}
 	})
+	return p, childPID
+}
+
+// TestSIGINT: SIGINT to tether exec stops the child promptly; tether exits 130.
+func TestSIGINT(t *testing.T) {
+	f := start(t)
+	p, childPID := startSleepingChild(t, f)
 	time.Sleep(200 * time.Millisecond) // let the child settle in sleep
 	sent := time.Now()
 	if err := p.Signal(syscall.SIGINT); err != nil {
@@ -158,20 +167,7 @@ func TestBadAgentAddress(t *testing.T) {
 // its supervisor.
 func TestKillTetherKillsChild(t *testing.T) {
 	f := start(t)
-	p := harness.StartExec(t, f.agent.Addr, harness.ExecOpts{}, "sh", "-c", `echo "child=$$"; exec sleep 30`)
-	if !p.WaitStdout("child=", 30*time.Second) || !p.WaitStdout("\n", 5*time.Second) {
-		res, _ := p.Wait(0)
-		t.Fatalf("the child did not start\n%s", res)
-	}
-	var childPID int
-	for _, l := range lines(p.Stdout()) {
-		if v, ok := strings.CutPrefix(l, "child="); ok {
-			childPID, _ = strconv.Atoi(v)
-		}
-	}
-	if childPID <= 1 {
-		t.Fatalf("bad child pid in %q", p.Stdout())
-	}
+	p, childPID := startSleepingChild(t, f)
 	// Wait until the child is settled in sleep (exec done, libraries
 	// loaded): a child still making trapped syscalls would die of ENOSYS
 	// anyway and prove nothing.
