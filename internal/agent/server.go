@@ -187,38 +187,45 @@ func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Strea
 		return
 	}
 	files := fileOps{root: s.Target.Root()}
+	switch req.Op {
+	case protocol.OpRPC:
+		s.serveRPC(ss, st)
+	case protocol.OpDial:
+		s.dial(ctx, ss, st, req)
+	case protocol.OpRead:
+		if err := files.read(req, st); err != nil {
+			s.Log.Debug("read failed", "session", ss.id, "err", err)
+		}
+	case protocol.OpWrite:
+		protocol.WriteFrame(st, files.write(req, st))
+	default:
+		protocol.WriteFrame(st, s.answer(ss, req))
+	}
+}
+
+// answer serves a request whose whole answer is one Response.
+func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
+	files := fileOps{root: s.Target.Root()}
 	var resp protocol.Response
 	switch req.Op {
 	case protocol.OpEnv:
 		env, err := s.Target.Environ()
 		if err != nil {
-			resp = protocol.ErrorResponse(err)
-		} else {
-			resp.Env = env
+			return protocol.ErrorResponse(err)
 		}
+		resp.Env = env
 	case protocol.OpHostname:
 		h, err := s.Target.Hostname()
 		if err != nil {
-			resp = protocol.ErrorResponse(err)
-		} else {
-			resp.Hostname = h
+			return protocol.ErrorResponse(err)
 		}
-	case protocol.OpDial:
-		s.dial(ctx, ss, st, req)
-		return
+		resp.Hostname = h
 	case protocol.OpStat:
 		resp = files.stat(req)
 	case protocol.OpReadDir:
 		resp = files.readdir(req)
 	case protocol.OpReadlink:
 		resp = files.readlink(req)
-	case protocol.OpRead:
-		if err := files.read(req, st); err != nil {
-			s.Log.Debug("read failed", "session", ss.id, "err", err)
-		}
-		return
-	case protocol.OpWrite:
-		resp = files.write(req, st)
 	case protocol.OpMkdir:
 		resp = files.mkdir(req)
 	case protocol.OpRemove:
@@ -232,7 +239,30 @@ func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Strea
 	default:
 		resp = protocol.Response{Errno: int(syscall.ENOSYS), Error: fmt.Sprintf("unknown request %q: the client is newer than this agent", req.Op)}
 	}
-	protocol.WriteFrame(st, resp)
+	return resp
+}
+
+// serveRPC answers many small requests on one long-lived stream, each
+// tagged with an id, concurrently: no stream set-up per stat or readlink.
+func (s *Server) serveRPC(ss *session, st protocol.Stream) {
+	var wmu sync.Mutex
+	for {
+		var call protocol.RPCCall
+		if err := protocol.ReadFrame(st, &call); err != nil {
+			return
+		}
+		go func() {
+			reply := protocol.RPCReply{ID: call.ID}
+			if protocol.StreamOnly(call.Req.Op) {
+				reply.Resp = protocol.Response{Errno: int(syscall.EINVAL), Error: fmt.Sprintf("%s needs a stream of its own", call.Req.Op)}
+			} else {
+				reply.Resp = s.answer(ss, call.Req)
+			}
+			wmu.Lock()
+			defer wmu.Unlock()
+			protocol.WriteFrame(st, reply)
+		}()
+	}
 }
 
 func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req protocol.Request) {

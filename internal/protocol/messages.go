@@ -22,10 +22,11 @@ const (
 	CapFSRead   = "fs.read"
 	CapFSWrite  = "fs.write"
 	CapIncoming = "incoming"
+	CapRPC      = "rpc"
 )
 
 // AllCapabilities is what this build offers.
-var AllCapabilities = []string{CapEnv, CapHostname, CapDialTCP, CapDialUDP, CapFSRead, CapFSWrite, CapIncoming}
+var AllCapabilities = []string{CapEnv, CapHostname, CapDialTCP, CapDialUDP, CapFSRead, CapFSWrite, CapIncoming, CapRPC}
 
 // Hello is the client's first frame on a new connection.
 type Hello struct {
@@ -75,7 +76,32 @@ const (
 	// opens, each starting with an Incoming frame.
 	OpSubscribe   = "subscribe"
 	OpUnsubscribe = "unsubscribe"
+	// OpRPC turns the stream into a call channel: RPCCall frames one way,
+	// RPCReply frames back (in any order), for ops answered by one Response.
+	OpRPC = "rpc"
 )
+
+// StreamOnly reports whether op carries bytes after its frames and so
+// needs a stream of its own (it cannot go over OpRPC).
+func StreamOnly(op string) bool {
+	switch op {
+	case OpDial, OpRead, OpWrite, OpRPC:
+		return true
+	}
+	return false
+}
+
+// RPCCall is one request on an OpRPC stream.
+type RPCCall struct {
+	ID  uint64  `json:"id"`
+	Req Request `json:"req"`
+}
+
+// RPCReply answers the RPCCall with the same ID.
+type RPCReply struct {
+	ID   uint64   `json:"id"`
+	Resp Response `json:"resp"`
+}
 
 // Incoming modes.
 const (

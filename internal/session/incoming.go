@@ -8,7 +8,10 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
 	"github.com/tether-dev/tether/internal/protocol"
@@ -20,13 +23,13 @@ import (
 // connections stand for which original clients.
 type incomingState struct {
 	mu     sync.Mutex
-	remote map[uint16]netip.AddrPort // target port -> local listener
-	local  map[uint16]uint16         // local listening port -> target port
-	peers  map[uint16]netip.AddrPort // local port of a delivered connection -> original client
+	remote map[uint16]netip.AddrPort         // target port -> local listener
+	local  map[uint16]uint16                 // local listening port -> target port
+	peers  map[netip.AddrPort]netip.AddrPort // local end of a delivered connection -> original client
 }
 
 func newIncomingState() *incomingState {
-	return &incomingState{remote: map[uint16]netip.AddrPort{}, local: map[uint16]uint16{}, peers: map[uint16]netip.AddrPort{}}
+	return &incomingState{remote: map[uint16]netip.AddrPort{}, local: map[uint16]uint16{}, peers: map[netip.AddrPort]netip.AddrPort{}}
 }
 
 // ListenPort maps a port the program binds to the local port to bind
@@ -123,24 +126,62 @@ func (s *Session) Subscribed(localPort uint16) bool {
 	return ok
 }
 
-func (s *Session) incomingPeer(port uint16) (netip.AddrPort, bool) {
+func (s *Session) incomingPeer(end netip.AddrPort) (netip.AddrPort, bool) {
 	s.in.mu.Lock()
 	defer s.in.mu.Unlock()
-	p, ok := s.in.peers[port]
+	p, ok := s.in.peers[unmapped(end)]
 	return p, ok
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // dialLocal connects to a local listener. A wildcard listener is reached
 // on loopback: IPv4 first (a dual-stack [::] listener takes it too, and
-// IPv6 may be off), then IPv6.
-func dialLocal(local netip.AddrPort) (net.Conn, error) {
-	a := local.Addr()
-	if !a.IsUnspecified() {
-		return net.DialTimeout("tcp", local.String(), 5*time.Second)
+// IPv6 may be off), then IPv6. bound is called with the dialing socket's
+// address after it is bound and before it connects.
+func dialLocal(local netip.AddrPort, bound func(netip.AddrPort)) (net.Conn, error) {
+	dial := func(to netip.AddrPort) (net.Conn, error) {
+		from := netip.AddrPortFrom(to.Addr(), 0) // the listener's own address, or loopback
+		d := net.Dialer{Timeout: 5 * time.Second, Control: func(network, address string, rc syscall.RawConn) error {
+			var berr error
+			err := rc.Control(func(fd uintptr) {
+				var sa unix.Sockaddr
+				if from.Addr().Is4() {
+					sa = &unix.SockaddrInet4{Addr: from.Addr().As4()}
+				} else {
+					sa = &unix.SockaddrInet6{Addr: from.Addr().As16()}
+				}
+				if berr = unix.Bind(int(fd), sa); berr != nil {
+					return
+				}
+				got, err := unix.Getsockname(int(fd))
+				if err != nil {
+					berr = err
+					return
+				}
+				switch a := got.(type) {
+				case *unix.SockaddrInet4:
+					bound(netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)))
+				case *unix.SockaddrInet6:
+					bound(netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)))
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return berr
+		}}
+		return d.Dial("tcp", to.String())
 	}
-	c, err := net.DialTimeout("tcp", netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), local.Port()).String(), 5*time.Second)
+	a := local.Addr().Unmap()
+	if !a.IsUnspecified() {
+		return dial(netip.AddrPortFrom(a, local.Port()))
+	}
+	c, err := dial(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), local.Port()))
 	if err != nil && a.Is6() {
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(netip.IPv6Loopback(), local.Port()).String(), 5*time.Second)
+		c, err = dial(netip.AddrPortFrom(netip.IPv6Loopback(), local.Port()))
 	}
 	return c, err
 }
@@ -178,22 +219,29 @@ func (s *Session) deliver(st protocol.Stream) {
 		return
 	}
 	client, _ := netip.ParseAddrPort(hdr.Client)
-	c, err := dialLocal(local)
+	var mine netip.AddrPort
+	// The mapping from our end to the client must exist before the connect
+	// completes: the program may accept (and ask for the peer) before Dial
+	// returns here.
+	c, err := dialLocal(local, func(end netip.AddrPort) {
+		mine = unmapped(end)
+		s.in.mu.Lock()
+		s.in.peers[mine] = client
+		s.in.mu.Unlock()
+	})
+	defer func() {
+		if mine.IsValid() {
+			s.in.mu.Lock()
+			delete(s.in.peers, mine)
+			s.in.mu.Unlock()
+		}
+	}()
 	if err != nil {
 		s.log.Debug("delivering a connection to the local listener failed", "port", hdr.Port, "local", local.String(), "err", err)
 		st.Close()
 		return
 	}
 	tc := c.(*net.TCPConn)
-	myPort := tc.LocalAddr().(*net.TCPAddr).AddrPort().Port()
-	s.in.mu.Lock()
-	s.in.peers[myPort] = client
-	s.in.mu.Unlock()
-	defer func() {
-		s.in.mu.Lock()
-		delete(s.in.peers, myPort)
-		s.in.mu.Unlock()
-	}()
 	if hdr.Mirror {
 		// A copy: feed the local app, throw its answers away.
 		go io.Copy(io.Discard, tc)

@@ -214,11 +214,9 @@ func (s *Session) PeerOf(local, peer netip.AddrPort) (netip.AddrPort, bool) {
 	if peer == s.proxy.a4 || (s.proxy.a6.IsValid() && peer == s.proxy.a6) {
 		return s.proxy.peerOf(local.Port())
 	}
-	if peer.Addr().Unmap().IsLoopback() {
-		// A connection the session delivered from the target's port.
-		if client, ok := s.incomingPeer(peer.Port()); ok {
-			return client, true
-		}
+	// A connection the session delivered from the target's port.
+	if client, ok := s.incomingPeer(peer); ok {
+		return client, true
 	}
 	s.relayMu.Lock()
 	defer s.relayMu.Unlock()

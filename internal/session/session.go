@@ -65,6 +65,7 @@ type Session struct {
 
 	proxy *tcpProxy
 	in    *incomingState
+	rpc   rpcClient
 
 	closeOnce sync.Once
 	closeErr  error
@@ -114,6 +115,7 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
 		names: newNameCache(), in: newIncomingState(),
 	}
+	s.rpc.s = s
 	if err := s.setup(ctx, opt); err != nil {
 		s.Close()
 		return nil, err
@@ -300,6 +302,9 @@ func readResponse(st protocol.Stream) (protocol.Response, error) {
 
 // call is a request whose whole answer is one Response.
 func (s *Session) call(ctx context.Context, req protocol.Request) (protocol.Response, error) {
+	if s.useRPC() && !protocol.StreamOnly(req.Op) {
+		return s.rpc.call(ctx, req)
+	}
 	st, err := s.open(ctx, req)
 	if err != nil {
 		return protocol.Response{}, err
