@@ -1,0 +1,416 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Resolved is a target resolved to one running container.
+type Resolved struct {
+	Spec        TargetSpec
+	Namespace   string
+	Pod         *corev1.Pod // nil for targetless
+	Container   string
+	ContainerID string // runtime://id
+	// Chosen explains the choice for the user ("deployment/api: pod api-7d9f-x (1 of 3 ready)").
+	Chosen string
+}
+
+// sidecars are containers a workload's own container is never: when a pod
+// has one app container plus these, the app container is the default.
+var sidecars = map[string]bool{
+	"istio-proxy": true, "linkerd-proxy": true, "envoy": true, "envoy-sidecar": true,
+	"cloudsql-proxy": true, "cloud-sql-proxy": true, "vault-agent": true, "datadog-agent": true,
+}
+
+// rolloutGVR is Argo Rollouts' resource.
+var rolloutGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+
+// Resolver resolves targets in a cluster.
+type Resolver struct {
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface // for rollouts; may be nil
+}
+
+// Resolve turns spec into one ready pod and container in namespace ns.
+func (r *Resolver) Resolve(ctx context.Context, ns string, spec TargetSpec) (*Resolved, error) {
+	if spec.Kind == KindTargetless {
+		return &Resolved{Spec: spec, Namespace: ns, Chosen: "targetless: no pod, outgoing network and DNS only"}, nil
+	}
+	var pod *corev1.Pod
+	var chosen string
+	if spec.Kind == KindPod {
+		p, err := r.Client.CoreV1().Pods(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, r.notFound(ctx, ns, spec, err)
+		}
+		if !podReady(p) {
+			return nil, fmt.Errorf("pod %s/%s is not ready (%s): wait for it or pick another pod (tether ls -n %s)", ns, p.Name, podProblem(p), ns)
+		}
+		pod, chosen = p, "pod/"+p.Name
+	} else {
+		sel, err := r.selector(ctx, ns, spec)
+		if err != nil {
+			return nil, err
+		}
+		p, n, total, err := r.pickPod(ctx, ns, sel)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
+		}
+		pod = p
+		chosen = fmt.Sprintf("%s/%s: pod %s (%d of %d pods ready)", spec.Kind, spec.Name, p.Name, n, total)
+	}
+	container, id, err := pickContainer(pod, spec.Container)
+	if err != nil {
+		return nil, err
+	}
+	return &Resolved{Spec: spec, Namespace: ns, Pod: pod, Container: container, ContainerID: id, Chosen: chosen + ", container " + container}, nil
+}
+
+// selector returns the label selector of a workload.
+func (r *Resolver) selector(ctx context.Context, ns string, spec TargetSpec) (labels.Selector, error) {
+	var ls *metav1.LabelSelector
+	var err error
+	switch spec.Kind {
+	case KindDeployment:
+		obj, e := r.Client.AppsV1().Deployments(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			ls = obj.Spec.Selector
+		}
+	case KindStatefulSet:
+		obj, e := r.Client.AppsV1().StatefulSets(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			ls = obj.Spec.Selector
+		}
+	case KindReplicaSet:
+		obj, e := r.Client.AppsV1().ReplicaSets(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			ls = obj.Spec.Selector
+		}
+	case KindJob:
+		obj, e := r.Client.BatchV1().Jobs(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			ls = obj.Spec.Selector
+		}
+	case KindCronJob:
+		return r.cronJobSelector(ctx, ns, spec)
+	case KindRollout:
+		if r.Dynamic == nil {
+			return nil, fmt.Errorf("rollout targets need the dynamic client")
+		}
+		u, e := r.Dynamic.Resource(rolloutGVR).Namespace(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			m, _, _ := unstructuredMap(u.Object, "spec", "selector", "matchLabels")
+			ls = &metav1.LabelSelector{MatchLabels: m}
+		} else if isNoKind(err) {
+			return nil, fmt.Errorf("rollout/%s: this cluster has no Argo Rollouts (argoproj.io/v1alpha1 rollouts): target the deployment or pods instead", spec.Name)
+		}
+	default:
+		return nil, fmt.Errorf("target kind %q cannot be resolved", spec.Kind)
+	}
+	if err != nil {
+		return nil, r.notFound(ctx, ns, spec, err)
+	}
+	if ls == nil {
+		return nil, fmt.Errorf("%s/%s has no pod selector", spec.Kind, spec.Name)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: bad selector: %w", spec.Kind, spec.Name, err)
+	}
+	return sel, nil
+}
+
+// cronJobSelector targets the CronJob's most recent Job.
+func (r *Resolver) cronJobSelector(ctx context.Context, ns string, spec TargetSpec) (labels.Selector, error) {
+	cj, err := r.Client.BatchV1().CronJobs(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, r.notFound(ctx, ns, spec, err)
+	}
+	jobs, err := r.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, forbiddenHint(err, "list", "jobs", ns)
+	}
+	var last *metav1.ObjectMeta
+	var lastSel *metav1.LabelSelector
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		for _, o := range j.OwnerReferences {
+			if o.UID == cj.UID && (last == nil || j.CreationTimestamp.After(last.CreationTimestamp.Time)) {
+				last, lastSel = &j.ObjectMeta, j.Spec.Selector
+			}
+		}
+	}
+	if last == nil {
+		return nil, fmt.Errorf("cronjob/%s has no job yet: wait for its next run, or create one with kubectl create job --from=cronjob/%s", spec.Name, spec.Name)
+	}
+	if lastSel == nil {
+		return labels.SelectorFromSet(labels.Set{"job-name": last.Name}), nil
+	}
+	return metav1.LabelSelectorAsSelector(lastSel)
+}
+
+// pickPod returns the oldest ready pod matching sel, the number ready and total.
+func (r *Resolver) pickPod(ctx context.Context, ns string, sel labels.Selector) (*corev1.Pod, int, int, error) {
+	pods, err := r.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, 0, 0, forbiddenHint(err, "list", "pods", ns)
+	}
+	var ready []*corev1.Pod
+	var problems []string
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if podReady(p) {
+			ready = append(ready, p)
+		} else {
+			problems = append(problems, p.Name+": "+podProblem(p))
+		}
+	}
+	if len(ready) == 0 {
+		if len(pods.Items) == 0 {
+			return nil, 0, 0, fmt.Errorf("no pods match its selector %q (is it scaled to zero?)", sel.String())
+		}
+		return nil, 0, len(pods.Items), fmt.Errorf("none of its %d pods is ready (%s)", len(pods.Items), strings.Join(problems, "; "))
+	}
+	sort.Slice(ready, func(i, j int) bool {
+		a, b := ready[i].CreationTimestamp, ready[j].CreationTimestamp
+		if !a.Equal(&b) {
+			return a.Before(&b)
+		}
+		return ready[i].Name < ready[j].Name
+	})
+	return ready[0], len(ready), len(pods.Items), nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podProblem says briefly why a pod is not ready.
+func podProblem(p *corev1.Pod) string {
+	if p.DeletionTimestamp != nil {
+		return "terminating"
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" {
+			return fmt.Sprintf("container %s %s", cs.Name, w.Reason)
+		}
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		return "phase " + string(p.Status.Phase)
+	}
+	return "not ready"
+}
+
+// pickContainer chooses the container: the asked one, the pod's default
+// (kubectl.kubernetes.io/default-container), or its only app container.
+func pickContainer(p *corev1.Pod, want string) (string, string, error) {
+	var names, apps []string
+	for _, c := range p.Spec.Containers {
+		names = append(names, c.Name)
+		if !sidecars[c.Name] {
+			apps = append(apps, c.Name)
+		}
+	}
+	name := want
+	switch {
+	case want != "":
+		if !contains(names, want) {
+			return "", "", fmt.Errorf("pod %s has no container %q (it has %s): fix the container in the target, e.g. pod/%s/container/%s",
+				p.Name, want, strings.Join(names, ", "), p.Name, names[0])
+		}
+	case p.Annotations["kubectl.kubernetes.io/default-container"] != "" && contains(names, p.Annotations["kubectl.kubernetes.io/default-container"]):
+		name = p.Annotations["kubectl.kubernetes.io/default-container"]
+	case len(names) == 1:
+		name = names[0]
+	case len(apps) == 1:
+		name = apps[0]
+	default:
+		return "", "", fmt.Errorf("pod %s has several containers (%s) and no default: choose one, e.g. pod/%s/container/%s (or deployment/NAME/container/%s)",
+			p.Name, strings.Join(names, ", "), p.Name, names[0], names[0])
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name {
+			if cs.State.Running == nil || cs.ContainerID == "" {
+				return "", "", fmt.Errorf("container %s of pod %s is not running", name, p.Name)
+			}
+			return name, cs.ContainerID, nil
+		}
+	}
+	return "", "", fmt.Errorf("container %s of pod %s has no status yet", name, p.Name)
+}
+
+func contains(xs []string, x string) bool {
+	for _, s := range xs {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// notFound turns a Get error into what to do: close matches for a missing
+// name, the RBAC verb and resource for forbidden.
+func (r *Resolver) notFound(ctx context.Context, ns string, spec TargetSpec, err error) error {
+	resource := string(spec.Kind) + "s"
+	if apierrors.IsForbidden(err) {
+		return forbiddenHint(err, "get", resource, ns)
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("getting %s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
+	}
+	names, _ := r.names(ctx, ns, spec.Kind)
+	hint := ""
+	if m := closest(spec.Name, names); len(m) > 0 {
+		hint = fmt.Sprintf(" Did you mean %s?", strings.Join(prefixAll(string(spec.Kind)+"/", m), " or "))
+	}
+	return fmt.Errorf("%s %q not found in namespace %s.%s List the targets with: tether ls -n %s", spec.Kind, spec.Name, ns, hint, ns)
+}
+
+func prefixAll(p string, xs []string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = p + x
+	}
+	return out
+}
+
+// names lists the object names of a kind in ns.
+func (r *Resolver) names(ctx context.Context, ns string, kind Kind) ([]string, error) {
+	var out []string
+	opts := metav1.ListOptions{}
+	switch kind {
+	case KindPod:
+		l, err := r.Client.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindDeployment:
+		l, err := r.Client.AppsV1().Deployments(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindStatefulSet:
+		l, err := r.Client.AppsV1().StatefulSets(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindReplicaSet:
+		l, err := r.Client.AppsV1().ReplicaSets(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindJob:
+		l, err := r.Client.BatchV1().Jobs(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindCronJob:
+		l, err := r.Client.BatchV1().CronJobs(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindRollout:
+		if r.Dynamic == nil {
+			return nil, nil
+		}
+		l, err := r.Dynamic.Resource(rolloutGVR).Namespace(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.GetName())
+		}
+	}
+	return out, nil
+}
+
+// forbiddenHint explains an RBAC refusal: which verb on which resource.
+func forbiddenHint(err error, verb, resource, ns string) error {
+	if !apierrors.IsForbidden(err) {
+		return err
+	}
+	return &ForbiddenError{Verb: verb, Resource: resource, Namespace: ns, Err: err}
+}
+
+// ForbiddenError is an RBAC refusal, said in the terms the user can act on.
+type ForbiddenError struct {
+	Verb, Resource, Namespace string
+	Err                       error
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("your Kubernetes user may not %s %s in namespace %s (RBAC forbidden): ask a cluster admin for a Role with verb %q on %q, or use a kubeconfig/context that has it (%v)",
+		e.Verb, e.Resource, e.Namespace, e.Verb, e.Resource, e.Err)
+}
+
+func (e *ForbiddenError) Unwrap() error { return e.Err }
+
+func isNoKind(err error) bool {
+	return apierrors.IsNotFound(err) && strings.Contains(err.Error(), "the server could not find the requested resource")
+}
+
+// unstructuredMap reads a map[string]string at path in an unstructured object.
+func unstructuredMap(obj map[string]any, path ...string) (map[string]string, bool, error) {
+	var cur any = obj
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false, errors.New("not a map")
+		}
+		cur = m[p]
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil, false, nil
+	}
+	out := map[string]string{}
+	for k, v := range m {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out, true, nil
+}

@@ -1,0 +1,128 @@
+package kube
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func pod(name string, lbl map[string]string, ready bool, created time.Time, containers ...string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo", Labels: lbl, UID: types.UID("uid-" + k8sUID(name)), CreationTimestamp: metav1.NewTime(created)}}
+	p.Status.Phase = corev1.PodRunning
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c})
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c, ContainerID: "containerd://" + name + "-" + c, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}})
+	}
+	return p
+}
+
+func k8sUID(s string) string { return strings.ReplaceAll(s, "-", "") }
+
+func fixture() *fake.Clientset {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	app := map[string]string{"app": "ip-visit-counter"}
+	sel := &metav1.LabelSelector{MatchLabels: app}
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "demo", UID: "cj-uid"}}
+	jobOld := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "nightly-1", Namespace: "demo", CreationTimestamp: metav1.NewTime(t0),
+		OwnerReferences: []metav1.OwnerReference{{UID: "cj-uid", Kind: "CronJob", Name: "nightly"}}},
+		Spec: batchv1.JobSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"job-name": "nightly-1"}}}}
+	jobNew := jobOld.DeepCopy()
+	jobNew.Name, jobNew.CreationTimestamp = "nightly-2", metav1.NewTime(t0.Add(time.Hour))
+	jobNew.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"job-name": "nightly-2"}}
+	return fake.NewClientset(
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ip-visit-counter", Namespace: "demo"}, Spec: appsv1.DeploymentSpec{Selector: sel}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "scaled-down", Namespace: "demo"}, Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "none"}}}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "demo"}, Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}}},
+		cj, jobOld, jobNew,
+		pod("ip-visit-counter-b", app, true, t0.Add(2*time.Minute), "app"),
+		pod("ip-visit-counter-a", app, true, t0.Add(time.Minute), "app", "istio-proxy"),
+		pod("ip-visit-counter-c", app, false, t0, "app"),
+		pod("redis-0", map[string]string{"app": "redis"}, true, t0, "redis", "exporter"),
+		pod("nightly-2-xyz", map[string]string{"job-name": "nightly-2"}, true, t0, "job"),
+		pod("nightly-1-abc", map[string]string{"job-name": "nightly-1"}, true, t0, "job"),
+		pod("not-ready", nil, false, t0, "app"),
+	)
+}
+
+func TestResolve(t *testing.T) {
+	r := &Resolver{Client: fixture()}
+	tests := []struct {
+		target        string
+		wantPod       string
+		wantContainer string
+		wantErr       string
+	}{
+		{"deployment/ip-visit-counter", "ip-visit-counter-a", "app", ""}, // oldest ready; istio-proxy skipped
+		{"deployment/ip-visit-counter/container/istio-proxy", "ip-visit-counter-a", "istio-proxy", ""},
+		{"pod/ip-visit-counter-b", "ip-visit-counter-b", "app", ""},
+		{"cronjob/nightly", "nightly-2-xyz", "job", ""}, // its newest job
+		{"job/nightly-1", "nightly-1-abc", "job", ""},
+		{"job/missing", "", "", `job "missing" not found in namespace demo`},
+		{"statefulset/redis", "", "", "several containers (redis, exporter)"},
+		{"statefulset/redis/container/redis", "redis-0", "redis", ""},
+		{"deployment/ip-visit-countr", "", "", "Did you mean deployment/ip-visit-counter?"},
+		{"deployment/scaled-down", "", "", "no pods match its selector"},
+		{"pod/not-ready", "", "", "is not ready"},
+		{"pod/ip-visit-counter-b/container/sidecar", "", "", `has no container "sidecar" (it has app)`},
+	}
+	for _, tt := range tests {
+		spec, err := ParseTarget(tt.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Resolve(context.Background(), "demo", spec)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Resolve(%s) = %v, want error containing %q", tt.target, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Resolve(%s): %v", tt.target, err)
+			continue
+		}
+		if got.Pod.Name != tt.wantPod || got.Container != tt.wantContainer || got.ContainerID == "" {
+			t.Errorf("Resolve(%s) = pod %s container %s id %q; want %s/%s", tt.target, got.Pod.Name, got.Container, got.ContainerID, tt.wantPod, tt.wantContainer)
+		}
+	}
+}
+
+func TestResolveForbidden(t *testing.T) {
+	cs := fixture()
+	cs.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "ip-visit-counter", nil)
+	})
+	r := &Resolver{Client: cs}
+	spec, _ := ParseTarget("deployment/ip-visit-counter")
+	_, err := r.Resolve(context.Background(), "demo", spec)
+	var fe *ForbiddenError
+	if err == nil || !strings.Contains(err.Error(), `verb "get" on "deployments"`) || !asForbidden(err, &fe) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func asForbidden(err error, fe **ForbiddenError) bool {
+	e, ok := err.(*ForbiddenError)
+	if ok {
+		*fe = e
+	}
+	return ok
+}
