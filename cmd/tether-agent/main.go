@@ -24,8 +24,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tether-dev/tether/internal/agent"
+	"github.com/tether-dev/tether/internal/cri"
 	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/version"
 )
@@ -38,9 +40,11 @@ func main() {
 }
 
 type options struct {
-	listen   string
-	pid      int
-	logLevel slog.Level
+	listen      string
+	pid         int
+	containerID string
+	linger      time.Duration
+	logLevel    slog.Level
 }
 
 func parse(args []string, stderr io.Writer) (options, int) {
@@ -49,12 +53,18 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to accept tether sessions on")
 	fs.IntVar(&o.pid, "target-pid", 0, "PID of the target process (its env, files, hostname, network and incoming traffic are served)")
+	fs.StringVar(&o.containerID, "target-container-id", "", "target container as in the pod status (containerd://ID): its main process is found on this node (needs hostPID)")
+	fs.DurationVar(&o.linger, "linger", 0, "exit this long after the last session ends (0: never)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tether-agent: unexpected arguments %q (see -h)\n", fs.Args())
+		return o, 2
+	}
+	if (o.pid == 0) == (o.containerID == "") {
+		fmt.Fprintln(stderr, "tether-agent: give exactly one of --target-pid and --target-container-id")
 		return o, 2
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
@@ -103,8 +113,8 @@ func parent(o options, args []string, stderr io.Writer) int {
 	werr := cmd.Wait()
 	signal.Stop(sigc)
 	// Whatever happened to the worker, its rules must not outlive it.
-	if o.pid > 0 {
-		ns := fmt.Sprintf("/proc/%d/ns/net", o.pid)
+	if pid := targetPID(o); pid > 0 {
+		ns := fmt.Sprintf("/proc/%d/ns/net", pid)
 		removed, err := netfilter.RemoveTables(ns, func(name string) bool { return name == table })
 		switch {
 		case err != nil:
@@ -126,9 +136,49 @@ func parent(o options, args []string, stderr io.Writer) int {
 	return 0
 }
 
+// exitWhenIdle stops the agent once it has had no session for linger (also
+// right after start: an agent nobody connects to goes away too).
+func exitWhenIdle(srv *agent.Server, linger time.Duration, stop func(), log *slog.Logger) {
+	last := time.Now()
+	tick := time.NewTicker(min(linger/4, time.Second))
+	defer tick.Stop()
+	for now := range tick.C {
+		if srv.Sessions() > 0 {
+			last = now
+			continue
+		}
+		if now.Sub(last) >= linger {
+			log.Info("no session for a while; exiting", "linger", linger.String())
+			stop()
+			return
+		}
+	}
+}
+
+// targetPID is --target-pid, or the main process of --target-container-id.
+func targetPID(o options) int {
+	if o.pid > 0 {
+		return o.pid
+	}
+	pid, err := cri.FindPID("/proc", o.containerID)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
 func worker(o options, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	target, err := agent.NewProcessTarget(o.pid)
+	pid := o.pid
+	if o.containerID != "" {
+		var err error
+		if pid, err = cri.FindPID("/proc", o.containerID); err != nil {
+			fmt.Fprintf(stderr, "tether-agent: finding the target container: %v\n", err)
+			return 1
+		}
+		log.Info("found the target container's process", "container", o.containerID, "pid", pid)
+	}
+	target, err := agent.NewProcessTarget(pid)
 	if err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1
@@ -148,7 +198,10 @@ func worker(o options, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid())}
-	log.Info("serving", "target_pid", o.pid, "version", version.Version)
+	log.Info("serving", "target_pid", pid, "version", version.Version)
+	if o.linger > 0 {
+		go exitWhenIdle(srv, o.linger, stop, log)
+	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1
