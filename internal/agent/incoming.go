@@ -305,14 +305,63 @@ func (in *incoming) notify(ss *session, msg string) {
 func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip.AddrPort) {
 	br := bufio.NewReaderSize(conn, 4096)
 	raw.SetReadDeadline(time.Now().Add(httpDetectTimeout))
-	head, _ := br.Peek(len(h2Preface))
+	verdict := detectHTTP(br)
 	raw.SetReadDeadline(time.Time{})
-	if !looksLikeHTTP(head) {
+	if verdict != isHTTP {
 		buffered, _ := br.Peek(br.Buffered())
 		in.passthrough(conn, slices.Clone(buffered), dst)
 		return
 	}
 	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst})
+}
+
+type httpVerdict int
+
+const (
+	undecided httpVerdict = iota
+	isHTTP
+	notHTTP
+)
+
+// detectHTTP reads just enough of a connection to tell HTTP from other
+// protocols: it decides as soon as the bytes so far rule HTTP in or out,
+// and gives up (not HTTP) when the client stays silent.
+func detectHTTP(br *bufio.Reader) httpVerdict {
+	for n := 1; n <= len(h2Preface); n++ {
+		head, err := br.Peek(n)
+		if err != nil {
+			return notHTTP // silence (a server-speaks-first protocol) or EOF
+		}
+		// Look at everything already buffered, not only n bytes.
+		if more, _ := br.Peek(br.Buffered()); len(more) > len(head) {
+			head = more
+			n = len(more)
+		}
+		if v := classifyHTTP(head); v != undecided {
+			return v
+		}
+	}
+	return notHTTP
+}
+
+// classifyHTTP decides from a connection's first bytes whether it is an
+// HTTP/1.x request line or the HTTP/2 preface.
+func classifyHTTP(head []byte) httpVerdict {
+	s := string(head)
+	candidates := append([]string{h2Preface}, httpMethods...)
+	prefixOfSome := false
+	for _, c := range candidates {
+		if len(s) >= len(c) && s[:len(c)] == c {
+			return isHTTP
+		}
+		if len(s) < len(c) && c[:len(s)] == s {
+			prefixOfSome = true
+		}
+	}
+	if prefixOfSome {
+		return undecided
+	}
+	return notHTTP
 }
 
 // --- mirror ---
@@ -426,21 +475,3 @@ func (c closeWriteAdapter) CloseWrite() error {
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 var httpMethods = []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}
-
-// looksLikeHTTP reports whether a connection's first bytes are an HTTP/1.x
-// request line or the HTTP/2 preface.
-func looksLikeHTTP(head []byte) bool {
-	s := string(head)
-	if len(s) >= 3 && s[:3] == "PRI" {
-		return len(s) >= len(h2Preface) && s == h2Preface
-	}
-	for _, m := range httpMethods {
-		if len(s) >= len(m) && s[:len(m)] == m {
-			return true
-		}
-		if len(s) < len(m) && m[:len(s)] == s && len(s) > 0 {
-			return true // short read of a method: let the HTTP server decide
-		}
-	}
-	return false
-}

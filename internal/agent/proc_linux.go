@@ -8,7 +8,7 @@ import (
 	"github.com/tether-dev/tether/internal/netfilter"
 )
 
-// StartTime returns a process's start time (clock ticks after boot, field
+// StartTime returns a live process's start time (clock ticks after boot, field
 // 22 of /proc/PID/stat), which tells a process from a later one that
 // reused its PID.
 func StartTime(pid int) (uint64, bool) {
@@ -23,8 +23,8 @@ func StartTime(pid int) (uint64, bool) {
 	}
 	f := strings.Fields(s[i+1:])
 	// After the command come state (field 3) ... starttime is field 22.
-	if len(f) < 20 {
-		return 0, false
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0, false // gone, or a zombie: dead for our purposes
 	}
 	st, err := strconv.ParseUint(f[19], 10, 64)
 	return st, err == nil

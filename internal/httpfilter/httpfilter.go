@@ -275,7 +275,7 @@ func applyExample(r *Request, k kind, s string) bool {
 		if !ok || name == "" {
 			return false
 		}
-		r.Header.Add(http.CanonicalHeaderKey(name), strings.TrimSpace(val))
+		r.Header.Add(name, strings.TrimSpace(val))
 	case kindPath:
 		if !strings.HasPrefix(s, "/") {
 			s = "/" + s

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ type Agent struct {
 	proc   *proc
 	stdout *syncBuffer
 	stderr *syncBuffer
+
+	mu   sync.Mutex
+	kids map[int]string // descendants seen: pid -> start time
 }
 
 // Stderr returns what the agent has logged so far.
@@ -57,7 +61,12 @@ func StartAgent(t testing.TB, pod *Pod) *Agent {
 	a.proc = p
 	a.PID = p.pid()
 	t.Cleanup(func() {
+		a.noteChildren()
 		p.stop(syscall.SIGTERM, 5*time.Second, false)
+		// The agent's worker must end with it; the harness makes sure.
+		if left := a.killDescendants(); len(left) > 0 {
+			t.Logf("harness: tether-agent (pid %d) exited but left processes %v running; killed them", a.PID, left)
+		}
 		if t.Failed() {
 			t.Logf("tether-agent (pid %d) stderr:\n%s", a.PID, indent(a.Stderr()))
 		}
@@ -89,6 +98,107 @@ func StartAgent(t testing.TB, pod *Pod) *Agent {
 		t.Fatalf("tether-agent did not print %q within 10s; stderr:\n%s", AgentListenPrefix+"ADDR", indent(a.Stderr()))
 	}
 	return a
+}
+
+// Children returns the agent's child processes (PIDs).
+func (a *Agent) Children() ([]int, error) {
+	if a.proc.exited() {
+		return nil, fmt.Errorf("tether-agent (pid %d) has exited", a.PID)
+	}
+	kids, err := Children(a.PID)
+	if err == nil {
+		a.note(kids)
+	}
+	return kids, err
+}
+
+// WorkerPID returns the PID of the agent's worker: the only child process
+// of the tether-agent PID the harness started.
+func (a *Agent) WorkerPID() (int, error) {
+	kids, err := a.Children()
+	if err != nil {
+		return 0, fmt.Errorf("listing the children of tether-agent (pid %d): %w", a.PID, err)
+	}
+	if len(kids) != 1 {
+		return 0, fmt.Errorf("tether-agent (pid %d) has %d child processes %v, want exactly one (its worker)", a.PID, len(kids), kids)
+	}
+	return kids[0], nil
+}
+
+// Signal sends sig to the agent's (parent) process.
+func (a *Agent) Signal(sig syscall.Signal) error { return syscall.Kill(a.PID, sig) }
+
+// Terminate sends SIGTERM to the agent and waits up to timeout for it to
+// exit; it reports whether it did.
+func (a *Agent) Terminate(timeout time.Duration) bool {
+	a.noteChildren()
+	if a.proc.exited() {
+		return true
+	}
+	a.proc.cmd.Process.Signal(syscall.SIGTERM)
+	return a.proc.wait(timeout)
+}
+
+// Wait waits up to timeout for the agent to exit.
+func (a *Agent) Wait(timeout time.Duration) bool { return a.proc.wait(timeout) }
+
+func (a *Agent) noteChildren() {
+	if a.proc.exited() {
+		return // reaped: the PID may belong to another process now
+	}
+	if kids, err := Children(a.PID); err == nil {
+		a.note(kids)
+	}
+}
+
+// note remembers descendants (and their children) so cleanup can end them
+// even after the agent itself is gone.
+func (a *Agent) note(pids []int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kids == nil {
+		a.kids = map[int]string{}
+	}
+	for _, pid := range pids {
+		if _, ok := a.kids[pid]; ok {
+			continue
+		}
+		st, err := procStartTime(pid)
+		if err != nil {
+			continue
+		}
+		a.kids[pid] = st
+		recordProcess(pid)
+		if grand, err := Children(pid); err == nil {
+			a.mu.Unlock()
+			a.note(grand)
+			a.mu.Lock()
+		}
+	}
+}
+
+// AliveDescendants returns the noted descendants that still run.
+func (a *Agent) AliveDescendants() []int {
+	a.noteChildren()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var alive []int
+	for pid, st := range a.kids {
+		if cur, err := procStartTime(pid); err == nil && cur == st && processAlive(pid) {
+			alive = append(alive, pid)
+		}
+	}
+	return alive
+}
+
+// killDescendants SIGKILLs the noted descendants still running and returns
+// them.
+func (a *Agent) killDescendants() []int {
+	alive := a.AliveDescendants()
+	for _, pid := range alive {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return alive
 }
 
 // ParseAgentListenLine extracts ADDR from "tether-agent listening on ADDR".

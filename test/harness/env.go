@@ -18,6 +18,14 @@ type Env struct {
 	Dir      string // RunDir
 	Services *Services
 	Pod      *Pod
+
+	clientOnce sync.Once
+	client     *Client
+	clientErr  error
+
+	podAppOnce sync.Once
+	podApp     *App
+	podAppErr  error
 }
 
 var (
