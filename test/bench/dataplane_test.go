@@ -128,7 +128,7 @@ func writeResults(t *testing.T, name string, rows []row) {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(&b, "# tether benchmark: %s\n# date %s · host %s · %d cpus · kernel %s · load %s\n",
 		name, time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), strings.TrimSpace(string(kernel)), strings.TrimSpace(string(load)))
-	fmt.Fprintf(&b, "# medians of repeated runs; ratio = tether / baseline, measured in this run\n\n")
+	fmt.Fprintf(&b, "# medians of repeated runs, or the percentiles named; ratio = tether / baseline, measured in this run\n\n")
 	fmt.Fprintf(&b, "%-55s %-12s %12s %12s %8s\n", "scenario", "baseline", "base", "tether", "ratio")
 	for _, r := range rows {
 		ratio := "-"

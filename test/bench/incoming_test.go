@@ -1,0 +1,69 @@
+package bench
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tether-dev/tether/test/harness"
+)
+
+// latencies sends n requests on one keep-alive HTTP/1.1 connection from
+// the client namespace and returns their round-trip times in µs, checking
+// who answered.
+func latencies(t *testing.T, c *harness.Client, port, n int, hdr http.Header, who string) []float64 {
+	t.Helper()
+	conn, err := c.HTTP1(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	out := make([]float64, 0, n)
+	for i := range n {
+		start := time.Now()
+		a, err := conn.Do("GET", fmt.Sprintf("/bench/%d", i), hdr)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		out = append(out, float64(time.Since(start).Microseconds()))
+		if a.Who != who {
+			t.Fatalf("request %d answered by %q, want %q", i, a.Who, who)
+		}
+	}
+	return out
+}
+
+func pct(xs []float64, p int) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// TestIncomingOverhead: the latency a request to the pod gains when an
+// agent with a filtered stealer sits on its port: unmatched requests
+// (passed through to the deployed app) and matched ones (answered by the
+// developer's local app), against the same requests with no agent.
+func TestIncomingOverhead(t *testing.T) {
+	benchEnabled(t)
+	env := harness.Setup(t)
+	harness.Tether(t)
+	env.PodApp(t)
+	c := env.Client(t)
+	const port, n = 18119, 500
+	base := latencies(t, c, port, n, nil, "pod")
+	agent := harness.StartAgent(t, env.Pod)
+	const cfg = `{"incoming":{"mode":"steal","http_filter":{"header_filter":"^x-tether-user: alice$"}}}`
+	harness.StartLocalApp(t, agent.Addr, harness.AppOpts{Who: "local", HTTPPorts: []int{port}, Config: cfg})
+	unmatched := latencies(t, c, port, n, nil, "pod")
+	stolen := latencies(t, c, port, n, harness.Header("alice"), "local")
+	rows := []row{
+		{"unmatched request, passed through (p50)", "µs", pct(base, 50), pct(unmatched, 50), "no agent"},
+		{"unmatched request, passed through (p99)", "µs", pct(base, 99), pct(unmatched, 99), "no agent"},
+		{"  added p50", "µs", 0, pct(unmatched, 50) - pct(base, 50), ""},
+		{"stolen request, answered locally (p50)", "µs", pct(base, 50), pct(stolen, 50), "no agent"},
+		{"stolen request, answered locally (p99)", "µs", pct(base, 99), pct(stolen, 99), "no agent"},
+	}
+	writeResults(t, "incoming", rows)
+}
