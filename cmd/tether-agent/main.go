@@ -43,6 +43,7 @@ type options struct {
 	listen      string
 	pid         int
 	containerID string
+	self        bool
 	linger      time.Duration
 	logLevel    slog.Level
 }
@@ -55,6 +56,7 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	fs.IntVar(&o.pid, "target-pid", 0, "PID of the target process (its env, files, hostname, network and incoming traffic are served)")
 	fs.StringVar(&o.containerID, "target-container-id", "", "target container as in the pod status (containerd://ID): its main process is found on this node (needs hostPID)")
 	fs.DurationVar(&o.linger, "linger", 0, "exit this long after the last session ends (0: never)")
+	fs.BoolVar(&o.self, "target-self", false, "serve this process's own context (a targetless agent: outgoing traffic and DNS of its pod)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, 2
@@ -63,8 +65,14 @@ func parse(args []string, stderr io.Writer) (options, int) {
 		fmt.Fprintf(stderr, "tether-agent: unexpected arguments %q (see -h)\n", fs.Args())
 		return o, 2
 	}
-	if (o.pid == 0) == (o.containerID == "") {
-		fmt.Fprintln(stderr, "tether-agent: give exactly one of --target-pid and --target-container-id")
+	given := 0
+	for _, set := range []bool{o.pid != 0, o.containerID != "", o.self} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 {
+		fmt.Fprintln(stderr, "tether-agent: give exactly one of --target-pid, --target-container-id and --target-self")
 		return o, 2
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
@@ -160,6 +168,9 @@ func targetPID(o options) int {
 	if o.pid > 0 {
 		return o.pid
 	}
+	if o.self {
+		return os.Getpid() // the parent shares the worker's namespaces
+	}
 	pid, err := cri.FindPID("/proc", o.containerID)
 	if err != nil {
 		return 0
@@ -170,6 +181,9 @@ func targetPID(o options) int {
 func worker(o options, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	pid := o.pid
+	if o.self {
+		pid = os.Getpid()
+	}
 	if o.containerID != "" {
 		var err error
 		if pid, err = cri.FindPID("/proc", o.containerID); err != nil {

@@ -21,6 +21,11 @@ func Do(nsPath string, nstype int, fn func() error) error {
 		return fmt.Errorf("opening namespace %s: %w", nsPath, err)
 	}
 	defer target.Close()
+	if same(target, nstype) {
+		// Already there (an agent inside its target's pod): no setns, which
+		// would need CAP_SYS_ADMIN for nothing.
+		return fn()
+	}
 	runtime.LockOSThread()
 	self := fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsName(nstype))
 	orig, err := os.Open(self)
@@ -41,6 +46,15 @@ func Do(nsPath string, nstype int, fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return ferr
+}
+
+// same reports whether the namespace file ns is the caller's own namespace.
+func same(ns *os.File, nstype int) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(ns.Fd()), &a) != nil || unix.Stat("/proc/thread-self/ns/"+nsName(nstype), &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 func nsName(nstype int) string {

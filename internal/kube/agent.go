@@ -1,0 +1,377 @@
+package kube
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// AgentMode is how the agent reaches its target.
+type AgentMode string
+
+// Agent spawn modes.
+const (
+	// ModeJob: a Job pinned to the target's node, hostPID, entering the
+	// target container's namespaces (the default).
+	ModeJob AgentMode = "job"
+	// ModeEphemeral: an ephemeral container inside the target pod.
+	ModeEphemeral AgentMode = "ephemeral"
+	// ModeTargetless: a plain pod, for outgoing traffic and DNS only.
+	ModeTargetless AgentMode = "targetless"
+)
+
+// Labels tether puts on its objects.
+const (
+	LabelApp    = "app.kubernetes.io/name"
+	AppAgent    = "tether-agent"
+	LabelTarget = "tether.dev/target-uid"
+)
+
+// DefaultAgentPort is where the agent listens, on loopback inside its pod:
+// only a port-forward reaches it.
+const DefaultAgentPort = 7077
+
+// AgentOptions describe the agent to run.
+type AgentOptions struct {
+	Image          string
+	PullPolicy     corev1.PullPolicy
+	Mode           AgentMode
+	Port           int
+	Linger         time.Duration
+	StartupTimeout time.Duration
+}
+
+// Agent is a running agent: the pod and port to port-forward to.
+type Agent struct {
+	Namespace string
+	Pod       string
+	Port      int
+	Name      string // Job or ephemeral container name
+	Created   bool   // this call created it; false: an existing agent is shared
+}
+
+// AgentManager finds or creates agents.
+type AgentManager struct {
+	Client kubernetes.Interface
+	// Progress, when set, hears about waiting steps.
+	Progress func(msg string)
+}
+
+func (m *AgentManager) say(format string, args ...any) {
+	if m.Progress != nil {
+		m.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// agentName is deterministic per target pod (or per namespace when
+// targetless), so sessions started at the same moment share one agent.
+func agentName(t *Resolved) string {
+	key := "targetless/" + t.Namespace
+	if t.Pod != nil {
+		key = string(t.Pod.UID) + "/" + t.Container
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "tether-agent-" + hex.EncodeToString(sum[:])[:12]
+}
+
+func (o *AgentOptions) defaults() {
+	if o.Port == 0 {
+		o.Port = DefaultAgentPort
+	}
+	if o.Linger == 0 {
+		o.Linger = 30 * time.Second
+	}
+	if o.StartupTimeout == 0 {
+		o.StartupTimeout = 60 * time.Second
+	}
+	if o.PullPolicy == "" {
+		o.PullPolicy = corev1.PullIfNotPresent
+	}
+}
+
+// agentArgs is the agent's command line.
+func agentArgs(o AgentOptions, target []string) []string {
+	return append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(o.Port), "--linger", o.Linger.String()}, target...)
+}
+
+// agentCapabilities are all the agent needs: enter namespaces (SYS_ADMIN),
+// read the target's /proc entries (SYS_PTRACE), redirect rules and socket
+// marks (NET_ADMIN).
+var agentCapabilities = []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
+
+// jobPod is the pod template of a Job agent.
+func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
+	spec := corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		TerminationGracePeriodSeconds: ptr.To[int64](5),
+		AutomountServiceAccountToken:  ptr.To(false),
+		EnableServiceLinks:            ptr.To(false),
+		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		Containers: []corev1.Container{{
+			Name:            "agent",
+			Image:           o.Image,
+			ImagePullPolicy: o.PullPolicy,
+			SecurityContext: &corev1.SecurityContext{
+				RunAsUser:                ptr.To[int64](0),
+				AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: agentCapabilities},
+			},
+			Resources: corev1.ResourceRequirements{},
+		}},
+	}
+	c := &spec.Containers[0]
+	if t.Pod == nil {
+		c.Args = agentArgs(o, []string{"--target-self"})
+		c.SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+		return spec
+	}
+	spec.NodeName = t.Pod.Spec.NodeName
+	spec.HostPID = true
+	c.Args = agentArgs(o, []string{"--target-container-id", t.ContainerID})
+	return spec
+}
+
+// Ensure returns a ready agent for the target, creating it when none runs.
+func (m *AgentManager) Ensure(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
+	o.defaults()
+	if o.Image == "" {
+		return nil, fmt.Errorf("no agent image: set agent.image in the config")
+	}
+	mode := o.Mode
+	if t.Pod == nil {
+		mode = ModeTargetless
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.StartupTimeout)
+	defer cancel()
+	var a *Agent
+	var err error
+	switch mode {
+	case ModeEphemeral:
+		a, err = m.ensureEphemeral(ctx, t, o)
+	default:
+		a, err = m.ensureJob(ctx, t, o)
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("the agent was not ready within agent.startup_timeout (%v): %w; raise agent.startup_timeout if the cluster is slow to pull images or schedule pods", o.StartupTimeout, err)
+	}
+	return a, err
+}
+
+func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
+	ns, name := t.Namespace, agentName(t)
+	labels := map[string]string{LabelApp: AppAgent, "tether.dev/agent": name}
+	if t.Pod != nil {
+		labels[LabelTarget] = string(t.Pod.UID)
+	}
+	spec := jobPod(t, o, name)
+	// A dry run first: Pod Security Admission and RBAC refuse a pod at
+	// once, while a Job would be accepted and then never get its pod.
+	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-check", Namespace: ns, Labels: labels}, Spec: spec}
+	if _, err := m.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, admissionError(err, ns, "pods")
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To[int32](0),
+			TTLSecondsAfterFinished: ptr.To[int32](5),
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec},
+		},
+	}
+	created := false
+	for attempt := 0; ; attempt++ {
+		_, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+		if err == nil {
+			created = true
+			m.say("created agent job %s/%s", ns, name)
+			break
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, admissionError(err, ns, "jobs")
+		}
+		// Another session's agent: share it, unless it has already ended
+		// (lingered out) and waits for garbage collection.
+		existing, gerr := m.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if gerr != nil {
+			if apierrors.IsNotFound(gerr) {
+				continue
+			}
+			return nil, forbiddenHint(gerr, "get", "jobs", ns)
+		}
+		if !jobFinished(existing) && existing.DeletionTimestamp == nil {
+			m.say("sharing the running agent job %s/%s", ns, name)
+			break
+		}
+		if attempt > 5 {
+			return nil, fmt.Errorf("agent job %s/%s keeps ending; see kubectl -n %s logs job/%s", ns, name, ns, name)
+		}
+		m.say("the previous agent job %s has ended; replacing it", name)
+		bg := metav1.DeletePropagationBackground
+		if err := m.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, forbiddenHint(err, "delete", "jobs", ns)
+		}
+		if err := waitGone(ctx, func() error {
+			_, err := m.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	pod, err := m.waitJobPod(ctx, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: created}, nil
+}
+
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return j.Status.Succeeded > 0 || j.Status.Failed > 0
+}
+
+func waitGone(ctx context.Context, get func() error) error {
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
+		err := get()
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// waitJobPod waits until the Job's pod runs its agent container, failing
+// fast on image pull errors and pod failures.
+func (m *AgentManager) waitJobPod(ctx context.Context, ns, job string) (string, error) {
+	var last string
+	var result string
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := m.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job})
+		if err != nil {
+			return false, forbiddenHint(err, "list", "pods", ns)
+		}
+		if len(pods.Items) == 0 {
+			if reason := m.jobCreateFailure(ctx, ns, job); reason != "" {
+				return false, admissionText(reason, ns)
+			}
+			last = "waiting for the agent pod to be created"
+			return false, nil
+		}
+		sort.Slice(pods.Items, func(i, j int) bool {
+			return pods.Items[j].CreationTimestamp.Before(&pods.Items[i].CreationTimestamp)
+		})
+		p := &pods.Items[0]
+		ready, msg, err := agentContainerState(p, "agent")
+		if err != nil {
+			return false, err
+		}
+		last = msg
+		if ready {
+			result = p.Name
+		}
+		return ready, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil && last != "" {
+			return "", fmt.Errorf("%s: %w", last, err)
+		}
+		return "", err
+	}
+	return result, nil
+}
+
+// jobCreateFailure returns the message of a FailedCreate event of the Job
+// (Pod Security Admission refusing its pod, a quota...), if any.
+func (m *AgentManager) jobCreateFailure(ctx context.Context, ns, job string) string {
+	evs, err := m.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Job,involvedObject.name=" + job})
+	if err != nil {
+		return ""
+	}
+	for _, e := range evs.Items {
+		if e.Reason == "FailedCreate" {
+			return e.Message
+		}
+	}
+	return ""
+}
+
+// agentContainerState reports whether the agent container runs, or fails
+// fast with the reason when it never will.
+func agentContainerState(p *corev1.Pod, container string) (bool, string, error) {
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return false, "", fmt.Errorf("agent pod %s/%s ended (%s): see kubectl -n %s logs %s", p.Namespace, p.Name, p.Status.Phase, p.Namespace, p.Name)
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, p.Status.ContainerStatuses...), p.Status.EphemeralContainerStatuses...)
+	for _, cs := range statuses {
+		if cs.Name != container {
+			continue
+		}
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull":
+				return false, "", fmt.Errorf("the agent image %q cannot be pulled (%s: %s): check agent.image and that the cluster can reach its registry", cs.Image, w.Reason, w.Message)
+			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+				return false, "", fmt.Errorf("the agent container cannot start (%s: %s)", w.Reason, w.Message)
+			}
+			return false, fmt.Sprintf("agent pod %s: container %s", p.Name, strings.ToLower(w.Reason)), nil
+		}
+		if t := cs.State.Terminated; t != nil {
+			return false, "", fmt.Errorf("the agent exited (%s, code %d): %s; see kubectl -n %s logs %s -c %s", t.Reason, t.ExitCode, strings.TrimSpace(t.Message), p.Namespace, p.Name, container)
+		}
+		if cs.State.Running != nil {
+			return true, "", nil
+		}
+	}
+	if p.Status.Phase == corev1.PodPending {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+				return false, "agent pod not scheduled: " + c.Message, nil
+			}
+		}
+	}
+	return false, fmt.Sprintf("agent pod %s is %s", p.Name, strings.ToLower(string(p.Status.Phase))), nil
+}
+
+// admissionError explains a refused create: Pod Security Admission (with
+// the way out) or RBAC (with the verb and resource).
+func admissionError(err error, ns, resource string) error {
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(err.Error(), "violates PodSecurity") {
+		return admissionText(err.Error(), ns)
+	}
+	return forbiddenHint(err, "create", resource, ns)
+}
+
+// PodSecurityError is a refusal by Pod Security Admission.
+type PodSecurityError struct {
+	Namespace, Message string
+}
+
+func (e *PodSecurityError) Error() string {
+	return fmt.Sprintf("Pod Security Admission in namespace %s refuses the agent pod (it needs hostPID and the NET_ADMIN, SYS_ADMIN and SYS_PTRACE capabilities): %s. Try --ephemeral (an ephemeral container in the target pod), or ask for the namespace label pod-security.kubernetes.io/enforce=privileged", e.Namespace, e.Message)
+}
+
+func admissionText(msg, ns string) error {
+	if !strings.Contains(msg, "PodSecurity") {
+		return fmt.Errorf("the agent pod cannot be created in namespace %s: %s", ns, msg)
+	}
+	return &PodSecurityError{Namespace: ns, Message: msg}
+}

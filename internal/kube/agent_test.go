@@ -1,0 +1,138 @@
+package kube
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func resolvedTarget() *Resolved {
+	p := pod("api-1", map[string]string{"app": "api"}, true, time.Now(), "app")
+	p.Spec.NodeName = "node-1"
+	return &Resolved{Namespace: "demo", Pod: p, Container: "app", ContainerID: "containerd://" + strings.Repeat("ab", 32)}
+}
+
+// runJobPods plays the Job controller and kubelet: it gives every agent
+// Job a pod whose agent container is in the given state.
+func runJobPods(t *testing.T, cs *fake.Clientset, state corev1.ContainerState) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for ctx.Err() == nil {
+			jobs, _ := cs.BatchV1().Jobs("demo").List(ctx, metav1.ListOptions{})
+			for _, j := range jobs.Items {
+				if len(j.Spec.Template.Spec.Containers) == 0 {
+					continue
+				}
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: j.Name + "-x", Namespace: "demo", Labels: map[string]string{"job-name": j.Name}}}
+				p.Status.Phase = corev1.PodPending
+				if state.Running != nil {
+					p.Status.Phase = corev1.PodRunning
+				}
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agent", Image: j.Spec.Template.Spec.Containers[0].Image, State: state}}
+				cs.CoreV1().Pods("demo").Create(ctx, p, metav1.CreateOptions{})
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+}
+
+func TestEnsureJobAgentShared(t *testing.T) {
+	cs := fake.NewClientset()
+	runJobPods(t, cs, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
+	m := &AgentManager{Client: cs}
+	target := resolvedTarget()
+	opts := AgentOptions{Image: "tether.local/tether-agent:dev", StartupTimeout: 5 * time.Second}
+	a, err := m.Ensure(context.Background(), target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Created || a.Port != DefaultAgentPort || !strings.HasPrefix(a.Pod, "tether-agent-") {
+		t.Fatalf("agent = %+v", a)
+	}
+	job, err := cs.BatchV1().Jobs("demo").Get(context.Background(), a.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := job.Spec.Template.Spec
+	c := spec.Containers[0]
+	if !spec.HostPID || spec.NodeName != "node-1" || !strings.Contains(strings.Join(c.Args, " "), "--target-container-id containerd://") ||
+		c.SecurityContext.Capabilities.Drop[0] != "ALL" || len(c.SecurityContext.Capabilities.Add) != 3 {
+		t.Fatalf("job pod spec = %+v", spec)
+	}
+	// A second session shares the same agent.
+	b, err := m.Ensure(context.Background(), target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Created || b.Name != a.Name {
+		t.Fatalf("second Ensure = %+v, want the shared agent %s", b, a.Name)
+	}
+}
+
+func TestEnsureJobImagePullFailsFast(t *testing.T) {
+	cs := fake.NewClientset()
+	runJobPods(t, cs, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}})
+	m := &AgentManager{Client: cs}
+	start := time.Now()
+	_, err := m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "nope/agent:none", StartupTimeout: 30 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `agent image "nope/agent:none" cannot be pulled`) {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("did not fail fast")
+	}
+}
+
+func TestEnsureJobPodSecurity(t *testing.T) {
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "x",
+			errorString(`violates PodSecurity "baseline:latest": host namespaces (hostPID=true), non-default capabilities`))
+	})
+	m := &AgentManager{Client: cs}
+	_, err := m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "a:b", StartupTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "Pod Security Admission") || !strings.Contains(err.Error(), "--ephemeral") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEnsureJobRBAC(t *testing.T) {
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errorString("no"))
+	})
+	m := &AgentManager{Client: cs}
+	_, err := m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "a:b", StartupTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `verb "create" on "jobs"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEnsureJobReplacesFinished(t *testing.T) {
+	target := resolvedTarget()
+	name := agentName(target)
+	old := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"}, Status: batchv1.JobStatus{Succeeded: 1}}
+	cs := fake.NewClientset(old)
+	runJobPods(t, cs, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
+	m := &AgentManager{Client: cs}
+	a, err := m.Ensure(context.Background(), target, AgentOptions{Image: "a:b", StartupTimeout: 5 * time.Second})
+	if err != nil || !a.Created {
+		t.Fatalf("Ensure = %+v, %v; want a new agent replacing the finished one", a, err)
+	}
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

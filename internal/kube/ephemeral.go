@@ -1,0 +1,83 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+)
+
+// ephemeralPrefix names tether's ephemeral containers. Ephemeral containers
+// cannot be removed from a pod, so each new agent gets the next number.
+const ephemeralPrefix = "tether-agent"
+
+// ensureEphemeral runs the agent as an ephemeral container in the target
+// pod (sharing its network, and the target container's PID namespace), or
+// shares the one already running there.
+func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
+	ns := t.Namespace
+	pod, err := m.Client.CoreV1().Pods(ns).Get(ctx, t.Pod.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, forbiddenHint(err, "get", "pods", ns)
+	}
+	n := 0
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if !strings.HasPrefix(ec.Name, ephemeralPrefix) {
+			continue
+		}
+		n++
+		for _, st := range pod.Status.EphemeralContainerStatuses {
+			if st.Name == ec.Name && st.State.Running != nil {
+				m.say("sharing the running agent %s in pod %s", ec.Name, pod.Name)
+				return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name}, nil
+			}
+		}
+	}
+	name := fmt.Sprintf("%s-%d", ephemeralPrefix, n+1)
+	ec := corev1.EphemeralContainer{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name:            name,
+			Image:           o.Image,
+			ImagePullPolicy: o.PullPolicy,
+			// In the target container's PID namespace its main process is 1.
+			Args: agentArgs(o, []string{"--target-pid", "1"}),
+			SecurityContext: &corev1.SecurityContext{
+				RunAsUser:    ptr.To[int64](0),
+				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_PTRACE"}},
+			},
+		},
+		TargetContainerName: t.Container,
+	}
+	updated := pod.DeepCopy()
+	updated.Spec.EphemeralContainers = append(updated.Spec.EphemeralContainers, ec)
+	_, err = m.Client.CoreV1().Pods(ns).UpdateEphemeralContainers(ctx, pod.Name, updated, metav1.UpdateOptions{})
+	if err != nil && strings.Contains(err.Error(), "PodSecurity") {
+		// Baseline namespaces refuse added capabilities: run without them.
+		// Files, environment, DNS and outgoing traffic still work; incoming
+		// needs NET_ADMIN.
+		m.say("Pod Security Admission refuses NET_ADMIN/SYS_PTRACE in namespace %s: starting the agent without them (no incoming traffic)", ns)
+		updated.Spec.EphemeralContainers[len(updated.Spec.EphemeralContainers)-1].SecurityContext.Capabilities = nil
+		_, err = m.Client.CoreV1().Pods(ns).UpdateEphemeralContainers(ctx, pod.Name, updated, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return nil, admissionError(err, ns, "pods/ephemeralcontainers")
+	}
+	m.say("added ephemeral container %s to pod %s", name, pod.Name)
+	err = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := m.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, forbiddenHint(err, "get", "pods", ns)
+		}
+		ready, _, err := agentContainerState(p, name)
+		return ready, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true}, nil
+}
