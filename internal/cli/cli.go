@@ -99,3 +99,8 @@ func newVersion(streams Streams) *cobra.Command {
 		},
 	}
 }
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

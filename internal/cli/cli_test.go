@@ -31,6 +31,14 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "no-such-kubeconfig"))
+	kubeconfig := writeFile(t, dir, "kubeconfig", `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: ctx, context: {cluster: c, user: u, namespace: demo}}]
+current-context: ctx
+`)
 	good := writeFile(t, dir, "good.yaml", "fs:\n  mode: write\nenv:\n  exclude: [SECRET_*]\n")
 	bad := writeFile(t, dir, "bad.yaml", "fs:\n  mdoe: write\n")
 	badRegex := writeFile(t, dir, "bad.json", `{"fs": {"read_only": ["("]}}`)
@@ -45,8 +53,11 @@ func TestRun(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"unknown flag", []string{"exec", "--bogus", "--", "true"}, 2, "", "unknown flag: --bogus"},
 		{"exec without command", []string{"exec", "--agent-addr", "127.0.0.1:1"}, 2, "", "exec needs a command"},
-		{"exec without agent", []string{"exec", "--", "true"}, 2, "", "pass --agent-addr"},
-		{"exec with k8s target", []string{"exec", "-t", "deployment/api", "--", "true"}, 2, "", `target "deployment/api"`},
+		{"exec without agent", []string{"exec", "--", "true"}, 2, "", "nothing to run against"},
+		{"exec with k8s target, no kube context", []string{"exec", "-t", "deployment/api", "--", "true"}, 2, "", "no Kubernetes context"},
+		{"exec with a bad target", []string{"exec", "-t", "service/api", "--kubeconfig", kubeconfig, "--", "true"}, 2, "", `unknown kind "service"`},
+		{"exec with an unreachable API server", []string{"exec", "-t", "deployment/api", "--kubeconfig", kubeconfig, "--", "true"}, 1, "", "does not answer"},
+		{"exec with a bad progress mode", []string{"exec", "--progress", "fancy", "-t", "pod/x", "--", "true"}, 2, "", "want tty, plain, json or off"},
 		{"exec with bad config", []string{"exec", "-f", bad, "--agent-addr", "127.0.0.1:1", "--", "true"}, 2, "", `bad.yaml:2:3: unknown key "fs.mdoe"`},
 		{"exec with missing config", []string{"exec", "-f", filepath.Join(dir, "nope.json"), "--agent-addr", "127.0.0.1:1", "--", "true"}, 2, "", "nope.json"},
 		{"exec with unreachable agent", []string{"exec", "--agent-addr", "127.0.0.1:1", "--", "true"}, 1, "", "connecting to the agent at 127.0.0.1:1"},

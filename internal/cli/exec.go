@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tether-dev/tether/internal/config"
+	"github.com/tether-dev/tether/internal/httpfilter"
+	"github.com/tether-dev/tether/internal/kube"
 	"github.com/tether-dev/tether/internal/layer"
+	"github.com/tether-dev/tether/internal/progress"
 	"github.com/tether-dev/tether/internal/session"
 )
 
@@ -19,7 +24,9 @@ type execFlags struct {
 	agentAddr  string
 	configFile string
 	target     string
-	namespace  string
+	kube       kubeFlags
+	ephemeral  bool
+	progress   string
 	quiet      bool
 	verbose    bool
 }
@@ -45,8 +52,10 @@ func newExec(streams Streams) *cobra.Command {
 	fl.SetInterspersed(false)
 	fl.StringVar(&f.agentAddr, "agent-addr", "", "address (host:port) of a tether-agent started by other means")
 	fl.StringVarP(&f.configFile, "config-file", "f", "", "config file (JSON, YAML or TOML; default .tether/config.* when present)")
-	fl.StringVarP(&f.target, "target", "t", "", "target in Kubernetes: pod/NAME, deployment/NAME, ... (overrides the config's target)")
-	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace of the target")
+	fl.StringVarP(&f.target, "target", "t", "", "target in Kubernetes: deployment/NAME, pod/NAME[/container/C], statefulset/, replicaset/, job/, cronjob/, rollout/ or targetless (overrides the config's target)")
+	fl.BoolVar(&f.ephemeral, "ephemeral", false, "run the agent as an ephemeral container in the target pod (no hostPID Job; for namespaces whose Pod Security forbids it)")
+	fl.StringVar(&f.progress, "progress", "", "start-up output: tty, plain, json or off (default: tty on a terminal, else plain)")
+	f.kube.add(fl)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but the command's own output")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log tether's decisions to stderr")
 	return cmd
@@ -80,15 +89,21 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if f.target != "" {
 		cfg.Target = f.target
 	}
+	mode, err := progress.ParseMode(f.progress)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	if f.quiet {
+		mode = progress.ModeOff
+	}
+	pw := progress.New(streams.Err, mode, streams.In != nil && isTerminal(streams.In))
+	defer pw.Close()
 	addr := f.agentAddr
 	if addr == "" {
 		addr = cfg.Agent.Address
 	}
-	if addr == "" {
-		if cfg.Target != "" {
-			return usageErrorf("target %q: Kubernetes targets are not available in this build yet; start tether-agent next to the target and pass --agent-addr HOST:PORT", cfg.Target)
-		}
-		return usageErrorf("no agent to connect to: pass --agent-addr HOST:PORT (or set agent.address in the config)")
+	if addr == "" && cfg.Target == "" {
+		return usageErrorf("nothing to run against: give a target (-t deployment/NAME, or target in the config) or --agent-addr HOST:PORT")
 	}
 	if err := layer.Check(); err != nil {
 		return err
@@ -99,22 +114,63 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	log := slog.New(slog.NewTextHandler(streams.Err, &slog.HandlerOptions{Level: level}))
 
-	conn, err := session.DialAgent(ctx, addr)
-	if err != nil {
-		return err
+	var dial agentDialer
+	var where string
+	var deadline time.Time
+	if addr != "" {
+		dial = func(ctx context.Context) (net.Conn, error) { return session.DialAgent(ctx, addr) }
+		where = "agent " + addr
+		deadline = time.Now() // no retries: the agent is up or it is not
+	} else {
+		k, err := newKubeClients(f.kube, cfg.Namespace)
+		if err != nil {
+			return err
+		}
+		agentMode := kube.ModeJob
+		if f.ephemeral {
+			agentMode = kube.ModeEphemeral
+		}
+		d, resolved, agent, err := connectTarget(ctx, k, cfg, agentMode, pw)
+		if err != nil {
+			return err
+		}
+		if resolved.Pod == nil {
+			// Targetless: the agent's own pod has nothing of the user's.
+			cfg.FS.Mode = "local"
+			off := false
+			cfg.Env.Enabled, cfg.Hostname = &off, &off
+			cfg.Incoming.Mode = "off"
+		}
+		dial, where = d, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
+		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 	}
-	sess, err := session.New(ctx, conn, session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet})
-	if err != nil {
-		return fmt.Errorf("starting the session with the agent at %s: %w", addr, err)
+	step := pw.Start("connecting to the agent")
+	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet}
+	var sess *session.Session
+	for attempt := 0; ; attempt++ {
+		conn, err := dial(ctx)
+		if err == nil {
+			sess, err = session.New(ctx, conn, opts)
+		}
+		if err == nil {
+			break
+		}
+		var ue *UsageError
+		if errors.As(err, &ue) || time.Now().After(deadline) || ctx.Err() != nil {
+			err = fmt.Errorf("starting the session with the %s: %w", where, err)
+			step.Fail(err)
+			return err
+		}
+		// A new agent's listener may need a moment after its container starts.
+		time.Sleep(time.Duration(min(attempt+1, 5)) * 100 * time.Millisecond)
 	}
 	defer sess.Close()
+	step.Done("session " + sess.ID())
 	env, err := sess.Env(os.Environ())
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("env.env_file: %w", err)}
 	}
-	if !f.quiet {
-		printSummary(streams, sess, cfg, cfgFile, addr)
-	}
+	printSummary(pw, sess, cfg, cfgFile, where)
 	finished := make(chan struct{})
 	go func() {
 		select {
@@ -123,6 +179,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		case <-finished:
 		}
 	}()
+	pw.Close()
 	err = layer.Run(ctx, layer.Options{
 		Args: args, Env: env,
 		Stdin: streams.In, Stdout: streams.Out, Stderr: streams.Err,
@@ -146,15 +203,19 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	return err
 }
 
-func printSummary(streams Streams, sess *session.Session, cfg *config.Config, cfgFile, addr string) {
+func printSummary(pw *progress.Writer, sess *session.Session, cfg *config.Config, cfgFile, where string) {
 	t := sess.Target()
 	src := "defaults"
 	if cfgFile != "" {
 		src = cfgFile
 	}
-	fmt.Fprintf(streams.Err, "tether: session %s · agent %s · target pid %d (%s)\n", sess.ID(), addr, t.PID, t.Hostname)
-	fmt.Fprintf(streams.Err, "tether: config %s · env %s · fs %s · dns %s · outgoing tcp %s udp %s\n",
-		src, onOff(cfg.EnvEnabled()), cfg.FSMode(), onOff(cfg.DNSEnabled()), onOff(cfg.OutgoingTCP()), onOff(cfg.OutgoingUDP()))
+	incoming := cfg.IncomingMode()
+	if incoming == "steal" && httpfilter.ToWire(cfg.Incoming.HTTPFilter) != nil {
+		incoming = "steal (HTTP filter)"
+	}
+	pw.Info("session %s · %s · target pid %d (%s)", sess.ID(), where, t.PID, t.Hostname)
+	pw.Info("config %s · env %s · fs %s · dns %s · outgoing tcp %s udp %s · incoming %s",
+		src, onOff(cfg.EnvEnabled()), cfg.FSMode(), onOff(cfg.DNSEnabled()), onOff(cfg.OutgoingTCP()), onOff(cfg.OutgoingUDP()), incoming)
 }
 
 func onOff(b bool) string {
