@@ -84,7 +84,7 @@ environment variables, files, DNS, hostname and outgoing network.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
-	root.AddCommand(newExec(streams), newConfigCmd(streams), newDoctor(streams), newVersion(streams))
+	root.AddCommand(newExec(streams), newLs(streams), newConfigCmd(streams), newDoctor(streams), newVersion(streams))
 	return root
 }
 

@@ -126,3 +126,22 @@ func asForbidden(err error, fe **ForbiddenError) bool {
 	}
 	return ok
 }
+
+func TestList(t *testing.T) {
+	r := &Resolver{Client: fixture()}
+	got, err := r.List(context.Background(), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ti := range got {
+		names = append(names, ti.Target)
+	}
+	all := strings.Join(names, " ")
+	for _, want := range []string{"deployment/ip-visit-counter", "statefulset/redis", "cronjob/nightly", "job/nightly-2",
+		"pod/ip-visit-counter-a/container/app", "pod/ip-visit-counter-a/container/istio-proxy", "pod/not-ready"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("ls lacks %s: %v", want, names)
+		}
+	}
+}
