@@ -1,0 +1,38 @@
+// Command ip-info tells what it knows about an IP address: GET /IP answers
+// one line. It stands in for a geo-IP service the demo app calls.
+package main
+
+import (
+	"fmt"
+	"log"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+)
+
+func main() {
+	addr := ":" + envOr("PORT", "8080")
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		ip, err := netip.ParseAddr(strings.TrimPrefix(r.URL.Path, "/"))
+		switch {
+		case err != nil:
+			http.Error(w, "not an IP address", http.StatusBadRequest)
+		case ip.IsLoopback():
+			fmt.Fprintf(w, "%v: loopback\n", ip)
+		case ip.IsPrivate():
+			fmt.Fprintf(w, "%v: private network (cluster)\n", ip)
+		default:
+			fmt.Fprintf(w, "%v: public internet\n", ip)
+		}
+	})
+	log.Printf("ip-info listening on %s", addr)
+	log.Fatal(http.ListenAndServe(addr, nil))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
