@@ -35,6 +35,9 @@ import (
 // roleEnv marks the worker process.
 const roleEnv = "TETHER_AGENT_ROLE"
 
+// tokenEnv holds the token clients must present (none when unset).
+const tokenEnv = "TETHER_AGENT_TOKEN"
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -211,7 +214,9 @@ func worker(o options, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "tether-agent listening on %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid())}
+	// The token comes from the environment, never from the command line
+	// (visible in ps) nor the logs.
+	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv)}
 	log.Info("serving", "target_pid", pid, "version", version.Version)
 	if o.linger > 0 {
 		go exitWhenIdle(srv, o.linger, stop, log)

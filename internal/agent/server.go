@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,6 +30,8 @@ type Server struct {
 	Version string // agent build version, reported in the handshake
 	// Table names the agent's nftables table (netfilter.TableName).
 	Table string
+	// Token, when set, must be presented by every client in its Hello.
+	Token string
 	// NewRedirector, when set, replaces the nftables redirector (tests).
 	NewRedirector func() (netfilter.Redirector, error)
 	// OriginalDst, when set, replaces SO_ORIGINAL_DST (tests).
@@ -136,6 +139,9 @@ func newSessionID() string {
 func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	hostname, _ := s.Target.Hostname()
 	hello, _, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
+		if s.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.Token)) != 1 {
+			return protocol.Welcome{Error: "wrong or missing agent token: connect with the token of this agent (tether finds it on the agent's pod; for an agent started by hand set TETHER_AGENT_TOKEN)"}
+		}
 		return protocol.Welcome{
 			SessionID:    newSessionID(),
 			Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),

@@ -232,3 +232,28 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+func TestServerToken(t *testing.T) {
+	target, err := NewDirTarget(t.TempDir(), nil, "pod")
+	must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Server{Target: target, Token: "s3cret"}).Serve(ctx, ln)
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"s3cret", true}, {"wrong", false}, {"", false}} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		must(t, err)
+		_, err = protocol.ClientHandshake(conn, protocol.Hello{Token: tc.token})
+		conn.Close()
+		if tc.ok != (err == nil) {
+			t.Errorf("token %q: handshake err = %v", tc.token, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "agent token") {
+			t.Errorf("refusal does not say why: %v", err)
+		}
+	}
+}

@@ -117,6 +117,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	var dial agentDialer
 	var where string
 	var deadline time.Time
+	token := os.Getenv(kube.TokenEnv) // for an agent started by hand
 	if addr != "" {
 		dial = func(ctx context.Context) (net.Conn, error) { return session.DialAgent(ctx, addr) }
 		where = "agent " + addr
@@ -141,11 +142,11 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			cfg.Env.Enabled, cfg.Hostname = &off, &off
 			cfg.Incoming.Mode = "off"
 		}
-		dial, where = d, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
+		dial, where, token = d, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod), agent.Token
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 	}
 	step := pw.Start("connecting to the agent")
-	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet}
+	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Token: token}
 	var sess *session.Session
 	for attempt := 0; ; attempt++ {
 		conn, err := dial(ctx)

@@ -117,6 +117,8 @@ type agentDialer func(ctx context.Context) (net.Conn, error)
 // connectTarget resolves the target and finds or starts its agent; it
 // returns how to reach it (a port-forward stream per call).
 func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (agentDialer, *kube.Resolved, *kube.Agent, error) {
+	// The agent's token travels in its pod spec: whoever may read pods (and
+	// port-forward to them) may use the agent; processes in other pods may not.
 	spec, err := kube.ParseTarget(cfg.Target)
 	if err != nil {
 		return nil, nil, nil, &UsageError{Err: err}

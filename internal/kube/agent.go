@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -61,6 +62,27 @@ type Agent struct {
 	Port      int
 	Name      string // Job or ephemeral container name
 	Created   bool   // this call created it; false: an existing agent is shared
+	Token     string // what clients must present to the agent
+}
+
+// TokenEnv carries the agent's token into its container.
+const TokenEnv = "TETHER_AGENT_TOKEN"
+
+// newToken returns a random agent token.
+func newToken() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// tokenOf reads the token from a container's environment.
+func tokenOf(env []corev1.EnvVar) string {
+	for _, e := range env {
+		if e.Name == TokenEnv {
+			return e.Value
+		}
+	}
+	return ""
 }
 
 // AgentManager finds or creates agents.
@@ -129,7 +151,7 @@ func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 				AllowPrivilegeEscalation: ptr.To(false),
 				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: agentCapabilities},
 			},
-			Resources: corev1.ResourceRequirements{},
+			Env: []corev1.EnvVar{{Name: TokenEnv, Value: newToken()}},
 		}},
 	}
 	c := &spec.Containers[0]
@@ -192,6 +214,7 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 		},
 	}
 	created := false
+	token := tokenOf(spec.Containers[0].Env)
 	for attempt := 0; ; attempt++ {
 		_, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 		if err == nil {
@@ -213,6 +236,9 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 		}
 		if !jobFinished(existing) && existing.DeletionTimestamp == nil {
 			m.say("sharing the running agent job %s/%s", ns, name)
+			if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
+				token = tokenOf(cs[0].Env)
+			}
 			break
 		}
 		if attempt > 5 {
@@ -234,7 +260,7 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: created}, nil
+	return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: created, Token: token}, nil
 }
 
 func jobFinished(j *batchv1.Job) bool {

@@ -79,6 +79,9 @@ func TestEnsureJobAgentShared(t *testing.T) {
 	if b.Created || b.Name != a.Name {
 		t.Fatalf("second Ensure = %+v, want the shared agent %s", b, a.Name)
 	}
+	if len(a.Token) < 32 || b.Token != a.Token {
+		t.Fatalf("tokens %q and %q: want one shared random token", a.Token, b.Token)
+	}
 }
 
 func TestEnsureJobImagePullFailsFast(t *testing.T) {

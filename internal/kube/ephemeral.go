@@ -34,11 +34,12 @@ func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o Agent
 		for _, st := range pod.Status.EphemeralContainerStatuses {
 			if st.Name == ec.Name && st.State.Running != nil {
 				m.say("sharing the running agent %s in pod %s", ec.Name, pod.Name)
-				return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name}, nil
+				return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name, Token: tokenOf(ec.Env)}, nil
 			}
 		}
 	}
 	name := fmt.Sprintf("%s-%d", ephemeralPrefix, n+1)
+	token := newToken()
 	ec := corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 			Name:            name,
@@ -46,6 +47,7 @@ func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o Agent
 			ImagePullPolicy: o.PullPolicy,
 			// In the target container's PID namespace its main process is 1.
 			Args: agentArgs(o, []string{"--target-pid", "1"}),
+			Env:  []corev1.EnvVar{{Name: TokenEnv, Value: token}},
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser:    ptr.To[int64](0),
 				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_PTRACE"}},
@@ -79,5 +81,5 @@ func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o Agent
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true}, nil
+	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true, Token: token}, nil
 }

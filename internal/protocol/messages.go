@@ -38,6 +38,8 @@ type Hello struct {
 	SessionID string `json:"session_id,omitempty"`
 	// Client describes the client build and user, for the agent's logs.
 	Client string `json:"client,omitempty"`
+	// Token must match the agent's token when it has one.
+	Token string `json:"token,omitempty"`
 }
 
 // Welcome is the agent's answer to Hello. Error set means the agent refused

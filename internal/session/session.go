@@ -39,6 +39,8 @@ type Options struct {
 	// them. Quiet keeps informational ones out (warnings still show).
 	Messages io.Writer
 	Quiet    bool
+	// Token is the agent's token ("" when it has none).
+	Token string
 }
 
 // Session is one connected `tether exec`. It implements layer.Session.
@@ -99,7 +101,7 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version})
+	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: opt.Token})
 	if err != nil {
 		conn.Close()
 		return nil, err
