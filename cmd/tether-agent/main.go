@@ -47,6 +47,7 @@ type options struct {
 	pid         int
 	containerID string
 	self        bool
+	grace       time.Duration
 	linger      time.Duration
 	logLevel    slog.Level
 }
@@ -59,6 +60,7 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	fs.IntVar(&o.pid, "target-pid", 0, "PID of the target process (its env, files, hostname, network and incoming traffic are served)")
 	fs.StringVar(&o.containerID, "target-container-id", "", "target container as in the pod status (containerd://ID): its main process is found on this node (needs hostPID)")
 	fs.DurationVar(&o.linger, "linger", 0, "exit this long after the last session ends (0: never)")
+	fs.DurationVar(&o.grace, "session-grace", 60*time.Second, "keep a session whose connection died this long, with its subscriptions, for its client to reconnect")
 	fs.BoolVar(&o.self, "target-self", false, "serve this process's own context (a targetless agent: outgoing traffic and DNS of its pod)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -216,7 +218,7 @@ func worker(o options, stdout, stderr io.Writer) int {
 	defer stop()
 	// The token comes from the environment, never from the command line
 	// (visible in ps) nor the logs.
-	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv)}
+	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv), Grace: o.grace}
 	log.Info("serving", "target_pid", pid, "version", version.Version)
 	if o.linger > 0 {
 		go exitWhenIdle(srv, o.linger, stop, log)

@@ -215,11 +215,14 @@ func (in *incoming) accept(ln net.Listener) {
 	}
 }
 
-// snapshot returns the port's subscriptions in subscription order.
+// snapshot returns the port's subscriptions in subscription order, leaving
+// out sessions that are disconnected (waiting to resume): their traffic
+// goes to the app meanwhile.
 func (in *incoming) snapshot(port uint16) []*subscription {
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	return slices.Clone(in.ports[port])
+	subs := slices.Clone(in.ports[port])
+	in.mu.Unlock()
+	return slices.DeleteFunc(subs, func(s *subscription) bool { return !s.sess.attached() })
 }
 
 // handle routes one redirected connection.
@@ -279,7 +282,7 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, dst netip.AddrPort
 
 // deliver opens a stream to the subscription's session for one connection.
 func (in *incoming) deliver(s *subscription, client, dst netip.AddrPort, mirror bool) (protocol.Stream, error) {
-	st, err := s.sess.mux.Open()
+	st, err := s.sess.open()
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +295,7 @@ func (in *incoming) deliver(s *subscription, client, dst netip.AddrPort, mirror 
 
 // notify tells a session something (shown as a warning on its terminal).
 func (in *incoming) notify(ss *session, msg string) {
-	st, err := ss.mux.Open()
+	st, err := ss.open()
 	if err != nil {
 		return
 	}

@@ -32,6 +32,9 @@ type Server struct {
 	Table string
 	// Token, when set, must be presented by every client in its Hello.
 	Token string
+	// Grace is how long a session whose connection died is kept (with its
+	// subscriptions) for the client to reconnect; 0 ends it at once.
+	Grace time.Duration
 	// NewRedirector, when set, replaces the nftables redirector (tests).
 	NewRedirector func() (netfilter.Redirector, error)
 	// OriginalDst, when set, replaces SO_ORIGINAL_DST (tests).
@@ -79,13 +82,6 @@ func (s *Server) originalDst(c *net.TCPConn) (netip.AddrPort, error) {
 	return netfilter.OriginalDst(c)
 }
 
-type session struct {
-	id     string
-	client string
-	mux    protocol.Mux
-	start  time.Time
-}
-
 // Serve accepts connections on ln until ctx ends or ln fails.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Log == nil {
@@ -115,7 +111,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// Sessions returns the number of live sessions.
+// Sessions returns the number of sessions, attached or waiting to resume.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,7 +122,9 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ss := range s.sessions {
-		ss.mux.Close()
+		if m := ss.currentMux(); m != nil {
+			m.Close()
+		}
 	}
 }
 
@@ -138,12 +136,29 @@ func newSessionID() string {
 
 func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	hostname, _ := s.Target.Hostname()
-	hello, _, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
+	var ss *session
+	var created bool
+	hello, welcome, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
 		if s.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.Token)) != 1 {
 			return protocol.Welcome{Error: "wrong or missing agent token: connect with the token of this agent (tether finds it on the agent's pod; for an agent started by hand set TETHER_AGENT_TOKEN)"}
 		}
+		s.mu.Lock()
+		if s.sessions == nil {
+			s.sessions = map[string]*session{}
+		}
+		if h.SessionID != "" {
+			ss = s.sessions[h.SessionID]
+		}
+		resumed := ss != nil
+		if ss == nil {
+			ss = &session{id: newSessionID(), client: h.Client, start: time.Now()}
+			s.sessions[ss.id] = ss
+			created = true
+		}
+		s.mu.Unlock()
 		return protocol.Welcome{
-			SessionID:    newSessionID(),
+			SessionID:    ss.id,
+			Resumed:      resumed,
 			Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),
 			Target:       protocol.TargetInfo{PID: s.Target.PID(), Hostname: hostname, Agent: s.Version},
 		}
@@ -151,30 +166,37 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		s.Log.Warn("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
+		if created {
+			s.endSession(ss)
+		}
 		return
 	}
 	mux, err := protocol.NewServerMux(conn)
 	if err != nil {
 		conn.Close()
+		if created {
+			s.endSession(ss)
+		}
 		return
 	}
-	ss := &session{id: newSessionID(), client: hello.Client, mux: mux, start: time.Now()}
-	s.mu.Lock()
-	if s.sessions == nil {
-		s.sessions = map[string]*session{}
+	gen := ss.attach(mux)
+	if welcome.Resumed {
+		s.Log.Info("session resumed", "session", ss.id, "remote", conn.RemoteAddr().String())
+	} else {
+		s.Log.Info("session started", "session", ss.id, "client", hello.Client, "remote", conn.RemoteAddr().String())
 	}
-	s.sessions[ss.id] = ss
-	s.mu.Unlock()
-	s.Log.Info("session started", "session", ss.id, "client", hello.Client, "remote", conn.RemoteAddr().String())
 	defer func() {
 		mux.Close()
-		if s.in != nil {
-			s.in.unsubscribe(ss, 0)
+		closing, current := ss.detach(gen)
+		if !current {
+			return // a newer connection has taken over
 		}
-		s.mu.Lock()
-		delete(s.sessions, ss.id)
-		s.mu.Unlock()
-		s.Log.Info("session ended", "session", ss.id, "duration", time.Since(ss.start).Round(time.Millisecond).String())
+		if closing || s.Grace <= 0 {
+			s.endSession(ss)
+			return
+		}
+		s.Log.Info("session detached; keeping it for a reconnect", "session", ss.id, "grace", s.Grace.String())
+		ss.startGrace(s.Grace, gen, func() { s.endSession(ss) })
 	}()
 	for {
 		st, err := mux.Accept()
@@ -182,6 +204,20 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 		go s.serveStream(ctx, ss, st)
+	}
+}
+
+// endSession removes a session and everything it subscribed.
+func (s *Server) endSession(ss *session) {
+	if s.in != nil {
+		s.in.unsubscribe(ss, 0)
+	}
+	s.mu.Lock()
+	_, present := s.sessions[ss.id]
+	delete(s.sessions, ss.id)
+	s.mu.Unlock()
+	if present {
+		s.Log.Info("session ended", "session", ss.id, "duration", time.Since(ss.start).Round(time.Millisecond).String())
 	}
 }
 
@@ -242,6 +278,8 @@ func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
 		resp = s.incoming().subscribe(ss, req)
 	case protocol.OpUnsubscribe:
 		s.incoming().unsubscribe(ss, req.Port)
+	case protocol.OpClose:
+		ss.markClosing()
 	default:
 		resp = protocol.Response{Errno: int(syscall.ENOSYS), Error: fmt.Sprintf("unknown request %q: the client is newer than this agent", req.Op)}
 	}

@@ -146,7 +146,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 	}
 	step := pw.Start("connecting to the agent")
-	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Token: token}
+	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Token: token, Redial: dial}
 	var sess *session.Session
 	for attempt := 0; ; attempt++ {
 		conn, err := dial(ctx)
@@ -172,21 +172,12 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		return &UsageError{Err: fmt.Errorf("env.env_file: %w", err)}
 	}
 	printSummary(pw, sess, cfg, cfgFile, where)
-	finished := make(chan struct{})
-	go func() {
-		select {
-		case <-sess.Done():
-			fmt.Fprintln(streams.Err, "tether: warning: the connection to the agent was lost: remote files, DNS and connections fail until the command ends")
-		case <-finished:
-		}
-	}()
 	pw.Close()
 	err = layer.Run(ctx, layer.Options{
 		Args: args, Env: env,
 		Stdin: streams.In, Stdout: streams.Out, Stderr: streams.Err,
 		Session: sess, Log: log,
 	})
-	close(finished)
 	var ee *layer.ExitError
 	var le *layer.LaunchError
 	switch {

@@ -48,7 +48,11 @@ type Welcome struct {
 	Version      int      `json:"version"`
 	Capabilities []string `json:"capabilities,omitempty"`
 	SessionID    string   `json:"session_id,omitempty"`
-	Error        string   `json:"error,omitempty"`
+	// Resumed is true when Hello.SessionID named a session the agent still
+	// kept: its subscriptions are intact. False after a reconnect means a
+	// new session: the client must subscribe again.
+	Resumed bool   `json:"resumed,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// Target describes what the agent is attached to.
 	Target TargetInfo `json:"target"`
 }
@@ -81,6 +85,9 @@ const (
 	// OpRPC turns the stream into a call channel: RPCCall frames one way,
 	// RPCReply frames back (in any order), for ops answered by one Response.
 	OpRPC = "rpc"
+	// OpClose ends the session now (no resumption grace period): the
+	// client is done, its subscriptions go at once.
+	OpClose = "close"
 )
 
 // StreamOnly reports whether op carries bytes after its frames and so

@@ -85,13 +85,7 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 		return nil
 	}
 	mode := s.cfg.IncomingMode()
-	req := protocol.Request{Op: protocol.OpSubscribe, Port: remote, Mode: mode}
-	if mode == protocol.ModeSteal {
-		req.Filter = httpfilter.ToWire(s.cfg.Incoming.HTTPFilter)
-		if ports := s.cfg.Incoming.HTTPFilter.Ports; len(ports) > 0 && !slices.Contains(ports, remote) {
-			req.Filter = nil // http_filter.ports: the filter applies to these ports only
-		}
-	}
+	req := s.subscribeRequest(remote)
 	resp, err := s.call(ctx, req)
 	if err != nil {
 		s.fail("listening on %v for the target's port %d: %v", local, remote, err)
@@ -115,6 +109,19 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 	}
 	s.say("traffic to the target's port %d is %s the local listener on %v", remote, what, local)
 	return nil
+}
+
+// subscribeRequest is the subscribe request for one of the target's ports.
+func (s *Session) subscribeRequest(remote uint16) protocol.Request {
+	mode := s.cfg.IncomingMode()
+	req := protocol.Request{Op: protocol.OpSubscribe, Port: remote, Mode: mode}
+	if mode == protocol.ModeSteal {
+		req.Filter = httpfilter.ToWire(s.cfg.Incoming.HTTPFilter)
+		if ports := s.cfg.Incoming.HTTPFilter.Ports; len(ports) > 0 && !slices.Contains(ports, remote) {
+			req.Filter = nil // http_filter.ports: the filter applies to these ports only
+		}
+	}
+	return req
 }
 
 // Subscribed reports whether the local listening port receives the
@@ -186,10 +193,11 @@ func dialLocal(local netip.AddrPort, bound func(netip.AddrPort)) (net.Conn, erro
 	return c, err
 }
 
-// acceptIncoming serves the streams the agent opens to deliver traffic.
-func (s *Session) acceptIncoming() {
+// acceptIncoming serves the streams the agent opens to deliver traffic on
+// one connection (a reconnect starts another).
+func (s *Session) acceptIncoming(mux protocol.Mux) {
 	for {
-		st, err := s.mux.Accept()
+		st, err := mux.Accept()
 		if err != nil {
 			return
 		}

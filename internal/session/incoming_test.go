@@ -18,24 +18,40 @@ import (
 	"github.com/tether-dev/tether/internal/netfilter"
 )
 
+// seenLog is the paths a who-server was asked for.
+type seenLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (l *seenLog) add(p string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.paths = append(l.paths, p)
+}
+
+// Paths returns a copy of the paths so far.
+func (l *seenLog) Paths() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.paths...)
+}
+
 // whoServer answers every request with "who=NAME path=PATH client=ADDR".
-func whoServer(t *testing.T, name string) (netip.AddrPort, *[]string) {
+func whoServer(t *testing.T, name string) (netip.AddrPort, *seenLog) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var seen []string
+	seen := &seenLog{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.URL.Path)
-		mu.Unlock()
+		seen.add(r.URL.Path)
 		fmt.Fprintf(w, "who=%s path=%s client=%s", name, r.URL.Path, r.RemoteAddr)
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).AddrPort(), &seen
+	return ln.Addr().(*net.TCPAddr).AddrPort(), seen
 }
 
 // incomingRig is an agent over a DirTarget with a fake redirector: a
@@ -43,21 +59,33 @@ func whoServer(t *testing.T, name string) (netip.AddrPort, *[]string) {
 // from app's port.
 type incomingRig struct {
 	app      netip.AddrPort
-	appSeen  *[]string
+	appSeen  *seenLog
 	redir    *netfilter.Fake
 	agentAdr string
+	grace    time.Duration
+	stop     func()
 }
 
-func newIncomingRig(t *testing.T) *incomingRig {
+func newIncomingRig(t *testing.T) *incomingRig { return newIncomingRigGrace(t, 0) }
+
+func newIncomingRigGrace(t *testing.T, grace time.Duration) *incomingRig {
 	t.Helper()
-	r := &incomingRig{redir: netfilter.NewFake()}
+	r := &incomingRig{redir: netfilter.NewFake(), grace: grace}
 	r.app, r.appSeen = whoServer(t, "pod")
+	r.agentAdr = r.startAgent(t)
+	return r
+}
+
+// startAgent starts an agent over a fresh DirTarget and returns its address.
+func (r *incomingRig) startAgent(t *testing.T) string {
+	t.Helper()
 	target, err := agent.NewDirTarget(t.TempDir(), []string{"A=1"}, "pod-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &agent.Server{
 		Target:        target,
+		Grace:         r.grace,
 		NewRedirector: func() (netfilter.Redirector, error) { return r.redir, nil },
 		OriginalDst:   func(*net.TCPConn) (netip.AddrPort, error) { return r.app, nil },
 	}
@@ -68,21 +96,29 @@ func newIncomingRig(t *testing.T) *incomingRig {
 	ctx, cancel := context.WithCancel(context.Background())
 	go srv.Serve(ctx, ln)
 	t.Cleanup(cancel)
-	r.agentAdr = ln.Addr().String()
-	return r
+	r.stop = cancel
+	return ln.Addr().String()
+}
+
+// restartAgent stops the agent and starts a new one (same app and fake
+// redirector), returning the new address.
+func (r *incomingRig) restartAgent(t *testing.T) string {
+	r.stop()
+	r.redir = netfilter.NewFake()
+	return r.startAgent(t)
 }
 
 // session connects a session with cfg and subscribes the app's port for
 // a local who-server; it returns the session, the local server's log and
 // the user messages.
-func (r *incomingRig) session(t *testing.T, name string, cfg *config.Config) (*Session, *[]string, *bytes.Buffer, error) {
+func (r *incomingRig) session(t *testing.T, name string, cfg *config.Config) (*Session, *seenLog, *bytes.Buffer, error) {
 	t.Helper()
 	conn, err := net.Dial("tcp", r.agentAdr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var msgs bytes.Buffer
-	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: &syncWriter{w: &msgs}})
+	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: &syncWriter{w: &msgs}, Quiet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +137,41 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(*bytes.Buffer).String()
+}
+
+// sessionVia starts a session that dials (and redials) with dial, and
+// subscribes the app's port for a local who-server.
+func (r *incomingRig) sessionVia(t *testing.T, name string, cfg *config.Config, dial func(context.Context) (net.Conn, error)) (*Session, *syncWriter) {
+	t.Helper()
+	conn, err := dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := &syncWriter{w: &bytes.Buffer{}}
+	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: msgs, Quiet: true, Redial: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	local, _ := whoServer(t, name)
+	if err := s.Listening(context.Background(), local, r.app.Port()); err != nil {
+		t.Fatal(err)
+	}
+	return s, msgs
+}
+
+func newGet(path, user string) (*http.Request, error) {
+	req, err := http.NewRequest("GET", "http://app"+path, nil)
+	if err == nil && user != "" {
+		req.Header.Set("X-Tether-User", user)
+	}
+	return req, err
 }
 
 // client returns an HTTP client whose every connection goes to the
@@ -159,8 +230,8 @@ func TestIncomingFilteredSteal(t *testing.T) {
 			t.Errorf("request %d (user %q) answered %q, want who=%s", i, tc.user, got, tc.who)
 		}
 	}
-	if len(*aliceSeen) != 2 || len(*bobSeen) != 1 || len(*r.appSeen) != 2 {
-		t.Errorf("alice %v, bob %v, app %v", *aliceSeen, *bobSeen, *r.appSeen)
+	if len(aliceSeen.Paths()) != 2 || len(bobSeen.Paths()) != 1 || len(r.appSeen.Paths()) != 2 {
+		t.Errorf("alice %v, bob %v, app %v", aliceSeen.Paths(), bobSeen.Paths(), r.appSeen.Paths())
 	}
 }
 
@@ -216,11 +287,11 @@ func TestIncomingMirror(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(*seen) < 3 && time.Now().Before(deadline) {
+	for len(seen.Paths()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if strings.Join(*seen, ",") != "/m0,/m1,/m2" {
-		t.Fatalf("the mirroring session saw %v", *seen)
+	if strings.Join(seen.Paths(), ",") != "/m0,/m1,/m2" {
+		t.Fatalf("the mirroring session saw %v", seen.Paths())
 	}
 }
 

@@ -25,6 +25,8 @@ type rpcClient struct {
 }
 
 func (s *Session) useRPC() bool {
+	s.muxMu.Lock()
+	defer s.muxMu.Unlock()
 	return slices.Contains(s.welcome.Capabilities, protocol.CapRPC)
 }
 
@@ -35,7 +37,7 @@ func (c *rpcClient) stream(ctx context.Context) (protocol.Stream, error) {
 	if c.st != nil {
 		return c.st, nil
 	}
-	st, err := c.s.mux.Open()
+	st, err := c.s.openStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("the connection to the agent is gone: %w", syscallErr(err))
 	}

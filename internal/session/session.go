@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,18 +42,27 @@ type Options struct {
 	Quiet    bool
 	// Token is the agent's token ("" when it has none).
 	Token string
+	// Redial opens a new connection to the same agent; with it the session
+	// survives tunnel drops (it reconnects and resumes). Nil: no reconnect.
+	Redial func(ctx context.Context) (net.Conn, error)
 }
 
 // Session is one connected `tether exec`. It implements layer.Session.
 type Session struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	msgs    io.Writer
-	quiet   bool
-	msgMu   sync.Mutex
-	conn    net.Conn
-	mux     protocol.Mux
-	welcome protocol.Welcome
+	cfg    *config.Config
+	log    *slog.Logger
+	msgs   io.Writer
+	quiet  bool
+	msgMu  sync.Mutex
+	token  string
+	redial func(ctx context.Context) (net.Conn, error)
+
+	muxMu     sync.Mutex
+	mux       protocol.Mux
+	welcome   protocol.Welcome
+	reconnect chan struct{} // closed when a reconnect attempt ends
+	lost      chan struct{} // closed when the session is gone for good
+	closing   atomic.Bool
 
 	hostname  string
 	remoteEnv []string
@@ -101,18 +111,13 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: opt.Token})
+	w, mux, err := handshake(conn, opt.Token, "")
 	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	mux, err := protocol.NewClientMux(conn)
-	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	s := &Session{
-		cfg: cfg, log: log, conn: conn, mux: mux, welcome: w, msgs: opt.Messages, quiet: opt.Quiet,
+		cfg: cfg, log: log, mux: mux, welcome: w, msgs: opt.Messages, quiet: opt.Quiet,
+		token: opt.Token, redial: opt.Redial, lost: make(chan struct{}),
 		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
 		names: newNameCache(), in: newIncomingState(),
@@ -122,7 +127,23 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 		s.Close()
 		return nil, err
 	}
+	go s.watch()
 	return s, nil
+}
+
+// handshake runs the protocol handshake on conn and starts the mux.
+func handshake(conn net.Conn, token, resume string) (protocol.Welcome, protocol.Mux, error) {
+	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: token, SessionID: resume})
+	if err != nil {
+		conn.Close()
+		return w, nil, err
+	}
+	mux, err := protocol.NewClientMux(conn)
+	if err != nil {
+		conn.Close()
+		return w, nil, err
+	}
+	return w, mux, nil
 }
 
 func (s *Session) setup(ctx context.Context, opt Options) error {
@@ -206,7 +227,7 @@ func (s *Session) setup(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	go s.acceptIncoming()
+	go s.acceptIncoming(s.mux)
 	return nil
 }
 
@@ -235,10 +256,15 @@ func (s *Session) message(prefix, format string, args ...any) {
 	fmt.Fprintf(s.msgs, "tether: "+prefix+format+"\n", args...)
 }
 
-// Close ends the session: the proxy, relays and the agent connection.
-// It may be called more than once.
+// Close ends the session: it tells the agent (so subscriptions go at once,
+// without the resumption grace period), then closes the proxy, relays and
+// the agent connection. It may be called more than once.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.call(ctx, protocol.Request{Op: protocol.OpClose})
+		cancel()
 		if s.proxy != nil {
 			s.proxy.close()
 		}
@@ -247,19 +273,30 @@ func (s *Session) Close() error {
 			r.close()
 		}
 		s.relayMu.Unlock()
+		s.muxMu.Lock()
 		s.closeErr = s.mux.Close()
+		s.muxMu.Unlock()
 	})
 	return s.closeErr
 }
 
-// Done is closed when the connection to the agent is gone.
-func (s *Session) Done() <-chan struct{} { return s.mux.Done() }
+// Done is closed when the session is gone for good (the connection to the
+// agent died and could not be restored).
+func (s *Session) Done() <-chan struct{} { return s.lost }
 
 // ID is the session id the agent assigned.
-func (s *Session) ID() string { return s.welcome.SessionID }
+func (s *Session) ID() string {
+	s.muxMu.Lock()
+	defer s.muxMu.Unlock()
+	return s.welcome.SessionID
+}
 
 // Target describes what the agent serves.
-func (s *Session) Target() protocol.TargetInfo { return s.welcome.Target }
+func (s *Session) Target() protocol.TargetInfo {
+	s.muxMu.Lock()
+	defer s.muxMu.Unlock()
+	return s.welcome.Target
+}
 
 // Env returns the command's environment built from local and the target's.
 func (s *Session) Env(local []string) ([]string, error) {
@@ -275,7 +312,7 @@ func (s *Session) Env(local []string) ([]string, error) {
 
 // open starts a request stream and writes req.
 func (s *Session) open(ctx context.Context, req protocol.Request) (protocol.Stream, error) {
-	st, err := s.mux.Open()
+	st, err := s.openStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("the connection to the agent is gone: %w", syscallErr(err))
 	}

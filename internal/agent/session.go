@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// errDetached is returned when a session has no live connection.
+var errDetached = errors.New("the session's client is disconnected")
+
+// session is one client session. Its connection (mux) can die and be
+// replaced by a reconnect; the session, with its subscriptions, lives on
+// for the server's grace period.
+type session struct {
+	id     string
+	client string
+	start  time.Time
+
+	mu      sync.Mutex
+	mux     protocol.Mux // nil while detached
+	gen     int          // attachment generation
+	closing bool         // the client said goodbye (OpClose)
+	grace   *time.Timer
+}
+
+// attach makes mux the session's connection and returns its generation.
+func (ss *session) attach(m protocol.Mux) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.grace != nil {
+		ss.grace.Stop()
+		ss.grace = nil
+	}
+	if ss.mux != nil {
+		ss.mux.Close() // a stale connection the client gave up on
+	}
+	ss.gen++
+	ss.mux = m
+	ss.closing = false
+	return ss.gen
+}
+
+// detach drops connection gen. current is false when a newer connection
+// already replaced it.
+func (ss *session) detach(gen int) (closing, current bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if gen != ss.gen {
+		return false, false
+	}
+	ss.mux = nil
+	return ss.closing, true
+}
+
+// startGrace ends the session after d unless connection gen is replaced.
+func (ss *session) startGrace(d time.Duration, gen int, end func()) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.grace = time.AfterFunc(d, func() {
+		ss.mu.Lock()
+		expired := ss.gen == gen && ss.mux == nil
+		ss.mu.Unlock()
+		if expired {
+			end()
+		}
+	})
+}
+
+func (ss *session) markClosing() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closing = true
+}
+
+func (ss *session) currentMux() protocol.Mux {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.mux
+}
+
+// attached reports whether the session has a live connection: traffic for
+// a detached session goes to the app instead.
+func (ss *session) attached() bool { return ss.currentMux() != nil }
+
+// open starts a stream to the client.
+func (ss *session) open() (protocol.Stream, error) {
+	m := ss.currentMux()
+	if m == nil {
+		return nil, errDetached
+	}
+	return m.Open()
+}
