@@ -4,7 +4,7 @@
 set -euo pipefail
 # The integration tests (test/harness) also use unshare, nsenter and mount
 # (util-linux, mount), getent (libc-bin) and /usr/bin/python3 itself.
-pkgs=(busybox-static dnsmasq-base musl-tools iproute2 curl python3 nodejs nftables util-linux mount libc-bin)
+pkgs=(busybox-static dnsmasq-base musl-tools iproute2 curl python3 nodejs nftables util-linux mount libc-bin redis-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +26,15 @@ if [ "$(id -u)" != 0 ]; then
   echo "install-deps: need root to install: ${want[*]} (run: sudo $0)" >&2
   exit 1
 fi
+# No package's own service (redis-server, dnsmasq) starts during install:
+# tests and images start what they need themselves.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# hack/install-deps.sh: no service starts during apt-get install\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${want[*]}" >&2
 apt-get update -qq >/dev/null || apt-get update
 apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
