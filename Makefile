@@ -5,6 +5,7 @@ LDFLAGS  := -s -w -X github.com/tether-dev/tether/internal/version.Version=$(she
 export CGO_ENABLED := 0
 
 .PHONY: all build deps test unit lint vet staticcheck fuzz demo bench clean
+.PHONY: cluster-up cluster-down cluster-status cluster-smoke images product-images mkimage
 
 all: build
 
@@ -49,3 +50,38 @@ clean:
 # Benchmarks (not part of test): ratios against baselines from the same run.
 bench: deps
 	TETHER_INTEGRATION=1 TETHER_BENCH=1 $(GO) test -count=1 -v -timeout 30m -run . ./test/bench | grep -v -e "^=== RUN"
+
+# ---- Local Kubernetes cluster (hack/cluster/README.md) ----------------------
+# A real single-node cluster (v1.33) built from source: 6-15 min the first
+# time, seconds when the build cache is warm. Needs root.
+cluster-up:
+	./hack/cluster/up.sh
+
+cluster-down:
+	./hack/cluster/down.sh
+
+cluster-status:
+	./hack/cluster/status.sh
+
+cluster-smoke:
+	./hack/cluster/smoke.sh
+
+# Images: docker-archive tarballs made FROM scratch by hack/mkimage, imported
+# into the cluster's containerd if it runs (else by the next cluster-up). The
+# cluster's own (pause, coredns, clustertool) come from its build cache; the
+# product's (the agent tether.local/tether-agent:dev, the demo's) are written
+# to IMAGE_DIR by PRODUCT_IMAGES, by default hack/images.sh. Every *.tar in
+# IMAGE_DIR is imported. `make images PRODUCT_IMAGES=` skips the product's.
+IMAGE_DIR      := .cache/images
+AGENT_IMAGE    ?= tether.local/tether-agent:dev
+PRODUCT_IMAGES ?= product-images
+
+images: $(PRODUCT_IMAGES)
+	./hack/cluster/build.sh images
+	./hack/cluster/import-images.sh --if-up
+
+product-images: deps
+	IMAGE_DIR=$(IMAGE_DIR) AGENT_IMAGE=$(AGENT_IMAGE) ./hack/images.sh
+
+mkimage:
+	$(GO) build -trimpath -o $(BIN)/mkimage ./hack/mkimage

@@ -1,0 +1,3 @@
+module tether.local/hack/cluster/tools
+
+go 1.26
