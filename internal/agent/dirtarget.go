@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 )
 
@@ -32,6 +33,12 @@ func (t *DirTarget) Root() *os.Root             { return t.root }
 func (t *DirTarget) Close() error               { return t.root.Close() }
 func (t *DirTarget) Environ() ([]string, error) { return t.env, nil }
 func (t *DirTarget) Hostname() (string, error)  { return t.hostname, nil }
+
+// DialFrom dials from this process's own address (a DirTarget has no
+// transparent routing).
+func (t *DirTarget) DialFrom(ctx context.Context, network, addr string, _ netip.AddrPort) (net.Conn, error) {
+	return t.Dial(ctx, network, addr)
+}
 
 // Listen listens in this process's network namespace.
 func (t *DirTarget) Listen(network, addr string) (net.Listener, error) {

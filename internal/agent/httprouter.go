@@ -114,7 +114,7 @@ func (cs *connState) transport(sub *subscription, h2 bool) *http.Transport {
 			if sub != nil {
 				return in.deliver(sub, cs.client, cs.dst, false)
 			}
-			return in.srv.Target.Dial(ctx, "tcp", cs.dst.String())
+			return in.dialApp(ctx, cs.client, cs.dst)
 		},
 	}
 	if cs.transports == nil {

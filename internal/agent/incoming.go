@@ -40,6 +40,8 @@ type incoming struct {
 	lnPort uint16
 	http   *httpRouter
 	warned map[[2]uint64]bool // (earlier, later) subscription pairs told about a runtime overlap
+	// transparent: passthrough connections keep the client's address.
+	transparent bool
 }
 
 type subscription struct {
@@ -197,6 +199,7 @@ func (in *incoming) ensureListener() error {
 			return err
 		}
 		in.redir = r
+		in.transparent = in.srv.Target.NetNS() != ""
 	}
 	return nil
 }
@@ -256,14 +259,14 @@ func (in *incoming) handle(c *net.TCPConn) {
 			return
 		}
 	}
-	in.passthrough(conn, nil, dst)
+	in.passthrough(conn, nil, client, dst)
 }
 
 // passthrough connects conn to the real destination (prefix: bytes
 // already read from conn).
-func (in *incoming) passthrough(conn net.Conn, prefix []byte, dst netip.AddrPort) {
+func (in *incoming) passthrough(conn net.Conn, prefix []byte, client, dst netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
-	up, err := in.srv.Target.Dial(ctx, "tcp", dst.String())
+	up, err := in.dialApp(ctx, client, dst)
 	cancel()
 	if err != nil {
 		in.log.Warn("passing a connection through to the app failed", "dst", dst.String(), "err", err)
@@ -278,6 +281,34 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, dst netip.AddrPort
 		}
 	}
 	splice.Join(asHalfCloser(conn), up.(splice.Conn))
+}
+
+// dialApp connects to the app on behalf of client, from the client's own
+// address when the target's routing allows (the deployed app keeps seeing
+// its real clients, as without tether), else from the agent's.
+func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
+	in.mu.Lock()
+	transparent := in.transparent
+	if te, ok := in.redir.(interface{ TransparentErr() error }); ok && transparent {
+		if err := te.TransparentErr(); err != nil {
+			// Without the reply routing, a connection from the client's
+			// address would never get its answer: do not even try.
+			in.transparent, transparent = false, false
+			in.log.Warn("passthrough connections come from the agent's address (the transparent routing could not be set up)", "err", err)
+		}
+	}
+	in.mu.Unlock()
+	if transparent {
+		c, err := in.srv.Target.DialFrom(ctx, "tcp", dst.String(), client)
+		if err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			return c, err
+		}
+		in.mu.Lock()
+		in.transparent = false
+		in.mu.Unlock()
+		in.log.Warn("cannot pass connections through from their clients' addresses; the app sees the agent's address instead", "err", err)
+	}
+	return in.srv.Target.Dial(ctx, "tcp", dst.String())
 }
 
 // deliver opens a stream to the subscription's session for one connection.
@@ -312,7 +343,7 @@ func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip
 	raw.SetReadDeadline(time.Time{})
 	if verdict != isHTTP {
 		buffered, _ := br.Peek(br.Buffered())
-		in.passthrough(conn, slices.Clone(buffered), dst)
+		in.passthrough(conn, slices.Clone(buffered), client, dst)
 		return
 	}
 	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -72,6 +73,24 @@ func (t *ProcessTarget) Dial(ctx context.Context, network, addr string) (net.Con
 	// and stays there; the connect itself may complete on any thread.
 	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
 		d := net.Dialer{Control: netfilter.MarkControl}
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+func (t *ProcessTarget) DialFrom(ctx context.Context, network, addr string, from netip.AddrPort) (net.Conn, error) {
+	// The client's address with a port of our own: its own port would give
+	// the same connection tuple as the client's redirected connection, and
+	// conntrack would take our SYN for part of that one.
+	src := from.Addr().Unmap()
+	var c net.Conn
+	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
+		d := net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
+			Control:   netfilter.TransparentControl(netip.AddrPortFrom(src, 0)),
+		}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
@@ -21,9 +22,10 @@ type Nftables struct {
 	ns    *os.File
 	table string
 
-	mu    sync.Mutex
-	ports map[uint16]uint16
-	made  bool
+	mu             sync.Mutex
+	ports          map[uint16]uint16
+	made           bool
+	transparentErr error
 }
 
 // NewNftables prepares a redirector for the network namespace at nsPath
@@ -91,7 +93,31 @@ func (n *Nftables) Close() error {
 		return fmt.Errorf("deleting nftables table %s: %w", n.table, err)
 	}
 	n.made = false
-	return nil
+	return cleanupTransparent(n.ns.Name())
+}
+
+// cleanupTransparent removes the policy routing when no tether table is
+// left in the namespace.
+func cleanupTransparent(nsPath string) error {
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return nil // the namespace is gone, and its routes with it
+	}
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		return err
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if strings.HasPrefix(t.Name, TablePrefix) {
+			return nil // another agent's table still needs it
+		}
+	}
+	return DisableTransparent(nsPath)
 }
 
 // sync rewrites both chains from n.ports in one atomic netlink batch.
@@ -105,8 +131,26 @@ func (n *Nftables) sync() error {
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
 	out := c.AddChain(&nftables.Chain{Name: "output", Table: tbl, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	// Replies of the app to the agent's transparent sockets (passthrough
+	// connections that keep the client's address) must come back to the
+	// agent: the connections it opens are marked in conntrack, and packets
+	// of marked connections get the fwmark that policy routing sends to lo.
+	reply := c.AddChain(&nftables.Chain{Name: "reply", Table: tbl, Type: nftables.ChainTypeRoute,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityMangle})
 	c.FlushChain(pre)
 	c.FlushChain(out)
+	c.FlushChain(reply)
+	mark := binaryutil.NativeEndian.PutUint32(AgentMark)
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: reply, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+	}})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: reply, Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}})
 	ports := make([]uint16, 0, len(n.ports))
 	for p := range n.ports {
 		ports = append(ports, p)
@@ -119,8 +163,21 @@ func (n *Nftables) sync() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing redirect rules in table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
 	}
+	if !n.made {
+		if err := EnableTransparent(n.ns.Name()); err != nil {
+			n.transparentErr = err
+		}
+	}
 	n.made = true
 	return nil
+}
+
+// TransparentErr reports why passthrough connections cannot keep the
+// client's address (nil when they can).
+func (n *Nftables) TransparentErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.transparentErr
 }
 
 // redirectExprs is: meta l4proto tcp tcp dport PORT [meta mark != AgentMark] redirect to :TO
@@ -172,5 +229,5 @@ func RemoveTables(nsPath string, remove func(name string) bool) ([]string, error
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("deleting tables %v: %w", removed, err)
 	}
-	return removed, nil
+	return removed, cleanupTransparent(nsPath)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -198,5 +199,71 @@ func TestKillConnections(t *testing.T) {
 	client.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := client.Read(make([]byte, 1)); err == nil {
 		t.Fatal("client read succeeded on a reset connection")
+	}
+}
+
+// TestTransparentDial: with the table and policy routing in place, a
+// socket bound to a foreign (client) address reaches a local server, which
+// sees that address, and gets the server's replies.
+func TestTransparentDial(t *testing.T) {
+	ns := newNetNS(t)
+	out, err := exec.Command("nsenter", "--net="+ns, "ip", "addr", "add", "10.77.0.2/32", "dev", "lo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	r, err := NewNftables(ns, TableName(os.Getpid(), 99))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Redirect(9999, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.TransparentErr(); err != nil {
+		t.Fatalf("transparent routing: %v", err)
+	}
+	var ln net.Listener
+	netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		ln, err = net.Listen("tcp4", "10.77.0.2:8080")
+		return err
+	})
+	if ln == nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		seen <- c.RemoteAddr().String()
+		io.Copy(c, c)
+		c.Close()
+	}()
+	from := netip.MustParseAddrPort("192.0.2.7:5555")
+	var c net.Conn
+	netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: from.Addr().AsSlice(), Port: int(from.Port())}, Control: TransparentControl(from), Timeout: 3 * time.Second}
+		c, err = d.Dial("tcp4", "10.77.0.2:8080")
+		return err
+	})
+	if err != nil {
+		rs, _ := exec.Command("nsenter", "--net="+ns, "sh", "-c", "ip rule; ip route show table all | grep -v '^$'; nft list ruleset").CombinedOutput()
+		t.Fatalf("transparent dial: %v\n%s", err, rs)
+	}
+	defer c.Close()
+	if got := <-seen; got != from.String() {
+		t.Fatalf("server saw %s, want %s", got, from)
+	}
+	c.Write([]byte("ping"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the transparent connection: %q, %v", buf, err)
+	}
+	r.Close()
+	if rs, _ := exec.Command("nsenter", "--net="+ns, "ip", "rule").CombinedOutput(); strings.Contains(string(rs), "0x7e7e") {
+		t.Fatalf("policy rule left after Close:\n%s", rs)
 	}
 }

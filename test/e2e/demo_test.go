@@ -30,6 +30,7 @@ func TestSeedDemo(t *testing.T) {
 	requireE2E(t)
 	deployDemo(t)
 	url := serviceURL(t, demoNS, "ip-visit-counter")
+	waitHTTP(t, url, 30*time.Second)
 	first := getCounter(t, url, "")
 	if first.Text != "remote is fun hi" {
 		t.Fatalf("the deployed service answered %+v", first)

@@ -326,6 +326,27 @@ type counterAnswer struct {
 	IPInfo string `json:"ip_info"`
 }
 
+// waitHTTP waits until url answers (kube-proxy programs a new Service a
+// moment after its pods are ready).
+func waitHTTP(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := c.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer within %v: %v", url, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func getCounter(t *testing.T, url, user string) counterAnswer {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url+"/", nil)

@@ -32,6 +32,7 @@ const (
 	portStaleKilled                                           // 18101
 	portEndNormal                                             // 18102
 	portEndSIGINT                                             // 18103
+	portTransparent                                           // 18104
 )
 
 // portNonHTTP is a pod port with the raw TCP echo (not HTTP).
