@@ -30,6 +30,13 @@ const TablePrefix = "tether-"
 // let them through to the real app.
 const AgentMark = 0x7e7e0001
 
+// TransparentMark marks the agent's transparent passthrough sockets (those
+// bound to a client's address): the redirect rules let them through too,
+// and policy routing brings the app's replies on their connections back
+// to the agent. The agent's other sockets (outgoing traffic of sessions)
+// must not get that routing, hence a mark of their own.
+const TransparentMark = 0x7e7e0002
+
 // TableName names the table of the agent process pid started at
 // startTime (clock ticks since boot, from /proc/PID/stat): two agents never
 // share a name, and a table whose owner is gone can be recognised.

@@ -140,7 +140,7 @@ func (n *Nftables) sync() error {
 	c.FlushChain(pre)
 	c.FlushChain(out)
 	c.FlushChain(reply)
-	mark := binaryutil.NativeEndian.PutUint32(AgentMark)
+	mark := binaryutil.NativeEndian.PutUint32(TransparentMark)
 	c.AddRule(&nftables.Rule{Table: tbl, Chain: reply, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
@@ -180,7 +180,8 @@ func (n *Nftables) TransparentErr() error {
 	return n.transparentErr
 }
 
-// redirectExprs is: meta l4proto tcp tcp dport PORT [meta mark != AgentMark] redirect to :TO
+// redirectExprs is: meta l4proto tcp tcp dport PORT [meta mark != AgentMark
+// meta mark != TransparentMark] redirect to :TO
 func redirectExprs(port, to uint16, exemptMarked bool) []expr.Any {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -192,6 +193,7 @@ func redirectExprs(port, to uint16, exemptMarked bool) []expr.Any {
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(AgentMark)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(TransparentMark)},
 		)
 	}
 	return append(e,

@@ -262,6 +262,17 @@ func TestTransparentDial(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
 		t.Fatalf("echo through the transparent connection: %q, %v", buf, err)
 	}
+	// The agent's other sockets (AgentMark: a session's outgoing traffic)
+	// must route normally, not to the local table: here, nowhere.
+	var aerr error
+	netns.Do(ns, unix.CLONE_NEWNET, func() error {
+		d := net.Dialer{Control: MarkControl, Timeout: 2 * time.Second}
+		_, aerr = d.Dial("tcp4", "192.0.2.99:80")
+		return nil
+	})
+	if aerr == nil || !strings.Contains(aerr.Error(), "unreachable") {
+		t.Fatalf("an AgentMark dial to a remote address = %v, want network unreachable (it must not be delivered locally)", aerr)
+	}
 	r.Close()
 	if rs, _ := exec.Command("nsenter", "--net="+ns, "ip", "rule").CombinedOutput(); strings.Contains(string(rs), "0x7e7e") {
 		t.Fatalf("policy rule left after Close:\n%s", rs)

@@ -15,7 +15,7 @@ import (
 	"github.com/tether-dev/tether/internal/netns"
 )
 
-// Policy routing for transparent passthrough: packets with AgentMark look
+// Policy routing for transparent passthrough: packets with TransparentMark look
 // up transparentTable, whose default routes are local (delivered to lo):
 // the app's replies to a connection the agent opened from the client's
 // address come back to the agent instead of leaving for the real client.
@@ -38,7 +38,7 @@ func transparentRules() []*netlink.Rule {
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		r := netlink.NewRule()
 		r.Family = fam
-		r.Mark = AgentMark
+		r.Mark = TransparentMark
 		r.Mask = ptrUint32(0xffffffff)
 		r.Table = transparentTable
 		r.Priority = transparentPrio
@@ -62,10 +62,11 @@ func handleIn(nsPath string) (*netlink.Handle, error) {
 
 // fwmarkAccept is the sysctl that gives a listener's accepted connection
 // the mark of its SYN: the app's side of a transparent passthrough
-// connection then carries AgentMark too, so its replies (the SYN-ACK
-// included, routed before any netfilter hook) take the local route back
-// to the agent. Only connections whose SYN is marked — the agent's — are
-// affected.
+// connection then carries AgentMark from its first packet. It is a help,
+// not a need: the table's reply chain re-routes every packet of a marked
+// connection anyway, provided the namespace has a default route to route
+// the SYN-ACK with first (pods do). Containers mount /proc/sys read-only,
+// so failing to set it is fine.
 const fwmarkAccept = "/proc/sys/net/ipv4/tcp_fwmark_accept"
 
 func setSysctlIn(nsPath, path, value string) error {
@@ -74,9 +75,7 @@ func setSysctlIn(nsPath, path, value string) error {
 
 // EnableTransparent installs the policy routing in the namespace at nsPath.
 func EnableTransparent(nsPath string) error {
-	if err := setSysctlIn(nsPath, fwmarkAccept, "1"); err != nil {
-		return fmt.Errorf("enabling net.ipv4.tcp_fwmark_accept: %w", err)
-	}
+	setSysctlIn(nsPath, fwmarkAccept, "1")
 	h, err := handleIn(nsPath)
 	if err != nil {
 		return err
@@ -118,16 +117,18 @@ func DisableTransparent(nsPath string) error {
 			h.RouteDel(r)
 		}
 	}
-	return setSysctlIn(nsPath, fwmarkAccept, "0")
+	setSysctlIn(nsPath, fwmarkAccept, "0")
+	return nil
 }
 
 // TransparentControl returns a net.Dialer Control function for a socket
-// that carries AgentMark and may bind a non-local (the client's) address.
+// that carries TransparentMark and may bind a non-local (the client's)
+// address.
 func TransparentControl(from netip.AddrPort) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, AgentMark); serr != nil {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, TransparentMark); serr != nil {
 				return
 			}
 			if from.Addr().Is4() {
