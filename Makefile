@@ -4,7 +4,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X github.com/tether-dev/tether/internal/version.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test unit lint vet staticcheck fuzz demo bench clean
+.PHONY: all build deps test unit lint vet staticcheck fuzz demo demo-netns bench clean
 .PHONY: cluster-up cluster-down cluster-status cluster-smoke images product-images mkimage
 
 all: build
@@ -17,11 +17,12 @@ build:
 deps:
 	./hack/install-deps.sh
 
-# Everything, as CI runs it: vet, unit tests, the integration tests that
-# need root and network namespaces (TETHER_INTEGRATION=1), short fuzzing.
+# Everything, as CI runs it (hack/test.sh): vet, unit tests, the
+# integration tests that need root and network namespaces
+# (TETHER_INTEGRATION=1), the end-to-end tests on the local Kubernetes
+# cluster (TETHER_E2E=1; brought up and down again), short fuzzing.
 test: deps vet
-	TETHER_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./...
-	./hack/fuzz.sh 10s
+	./hack/test.sh
 
 # Unit tests only: no root, no namespaces.
 unit:
@@ -41,7 +42,13 @@ FUZZTIME ?= 1m
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
 
+# The seed demo on Kubernetes: the local cluster (or TETHER_DEMO_KUBECONFIG),
+# the ip-visit-counter app, and your local copy stealing your requests.
 demo: deps build
+	./hack/demo.sh
+
+# The same ideas without Kubernetes: a "pod" made of network namespaces.
+demo-netns: deps build
 	TETHER_INTEGRATION=1 $(GO) test -count=1 -v -run TestDemo ./test/demo | grep -v -e "^=== RUN" -e "^--- PASS" -e "^PASS"
 
 clean:

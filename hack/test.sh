@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it:
+#   1. vet, unit tests and the root/netns integration tests (TETHER_INTEGRATION=1)
+#   2. the end-to-end tests on a real cluster (TETHER_E2E=1): the local one
+#      from hack/cluster, brought up here (and down again afterwards if this
+#      script started it), with the images from `make images`
+#   3. every fuzz target briefly
+# TETHER_E2E_KUBECONFIG=FILE runs the end-to-end tests against another
+# cluster instead (its nodes must be able to use tether.local/* images).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+step() { printf '\n== %s\n' "$*"; }
+
+step "unit and integration tests"
+TETHER_INTEGRATION=1 go test -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) || status=1
+
+started=0
+if [ -z "${TETHER_E2E_KUBECONFIG:-}" ]; then
+  step "local Kubernetes cluster"
+  if ! ./hack/cluster/status.sh -q; then
+    started=1
+    ./hack/cluster/up.sh || { echo "test.sh: the local cluster did not come up" >&2; status=1; }
+  fi
+fi
+step "images"
+make --no-print-directory images || status=1
+step "end-to-end tests"
+TETHER_E2E=1 go test -count=1 -timeout 30m -v ./test/e2e 2>&1 | grep -v -e '^=== RUN' -e '^=== PAUSE' -e '^=== CONT' | sed -u 's/^/  /'
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+if [ $started = 1 ] && [ -z "${TETHER_KEEP_CLUSTER:-}" ]; then
+  step "local Kubernetes cluster down"
+  ./hack/cluster/down.sh || status=1
+fi
+
+step "fuzzing"
+./hack/fuzz.sh "${FUZZTIME:-10s}" || status=1
+exit $status
