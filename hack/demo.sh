@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the talk's demo, end to end.
-#   1. a Kubernetes cluster: TETHER_DEMO_KUBECONFIG if given (its nodes must
-#      be able to use the tether.local/* images), else the local one from
+#   1. a Kubernetes cluster: the current kube context if it answers (its
+#      nodes must be able to use the tether.local/* images: `make images`
+#      imports them into the local cluster only), else the local one from
 #      hack/cluster (brought up here, and down at the end unless DEMO_KEEP=1)
 #   2. the demo app (examples/ip-visit-counter) deployed in tether-demo
 #   3. your local copy of ip-visit-counter, with a new greeting, run under
@@ -15,6 +16,8 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 started=0
 if [ -n "${TETHER_DEMO_KUBECONFIG:-}" ]; then
   export KUBECONFIG=$TETHER_DEMO_KUBECONFIG
+elif command -v kubectl >/dev/null && kubectl version --request-timeout=3s >/dev/null 2>&1 && [ "$(kubectl config current-context 2>/dev/null)" != "" ]; then
+  say "Using the current kube context: $(kubectl config current-context)"
 else
   if ! ./hack/cluster/status.sh -q; then
     say "Bringing up the local Kubernetes cluster (hack/cluster: minutes the first time, seconds after)"
