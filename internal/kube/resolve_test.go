@@ -11,9 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -143,5 +145,24 @@ func TestList(t *testing.T) {
 		if !strings.Contains(all, want) {
 			t.Errorf("ls lacks %s: %v", want, names)
 		}
+	}
+}
+
+func TestResolveRollout(t *testing.T) {
+	ro := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+		"metadata": map[string]any{"name": "web", "namespace": "demo"},
+		"spec":     map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"app": "ip-visit-counter"}}},
+	}}
+	scheme := runtime.NewScheme()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{rolloutGVR: "RolloutList"}, ro)
+	r := &Resolver{Client: fixture(), Dynamic: dyn}
+	got, err := r.Resolve(context.Background(), "demo", TargetSpec{Kind: KindRollout, Name: "web"})
+	if err != nil || got.Pod.Name != "ip-visit-counter-a" {
+		t.Fatalf("Resolve(rollout/web) = %+v, %v", got, err)
+	}
+	_, err = r.Resolve(context.Background(), "demo", TargetSpec{Kind: KindRollout, Name: "wbe"})
+	if err == nil || !strings.Contains(err.Error(), "rollout/web") {
+		t.Fatalf("missing rollout: %v", err)
 	}
 }
