@@ -69,11 +69,11 @@ func newKubeClients(flags kubeFlags, ns string) (*kubeClients, error) {
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes client: %w", err)
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes client: %w", err)
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	return &kubeClients{rest: cfg, client: cs, dynamic: dyn, namespace: ns}, nil
 }

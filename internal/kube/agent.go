@@ -213,20 +213,29 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec},
 		},
 	}
-	created := false
 	token := tokenOf(spec.Containers[0].Env)
 	for attempt := 0; ; attempt++ {
-		_, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+		if attempt > 5 {
+			return nil, fmt.Errorf("agent job %s/%s keeps ending; see kubectl -n %s logs job/%s", ns, name, ns, name)
+		}
+		created, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 		if err == nil {
-			created = true
 			m.say("created agent job %s/%s", ns, name)
-			break
+			pod, err := m.waitJobPod(ctx, ns, created)
+			if err != nil {
+				// Never leave a broken agent behind: the next session would
+				// share it and fail the same way.
+				m.deleteJob(context.WithoutCancel(ctx), ns, name)
+				return nil, err
+			}
+			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token}, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, admissionError(err, ns, "jobs")
 		}
-		// Another session's agent: share it, unless it has already ended
-		// (lingered out) and waits for garbage collection.
+		// Another session's agent: share it, unless it has ended (lingered
+		// out: its Job waits for garbage collection, or its pod has just
+		// exited) or cannot start.
 		existing, gerr := m.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		if gerr != nil {
 			if apierrors.IsNotFound(gerr) {
@@ -235,32 +244,37 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 			return nil, forbiddenHint(gerr, "get", "jobs", ns)
 		}
 		if !jobFinished(existing) && existing.DeletionTimestamp == nil {
-			m.say("sharing the running agent job %s/%s", ns, name)
-			if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
-				token = tokenOf(cs[0].Env)
+			pod, err := m.waitJobPod(ctx, ns, existing)
+			if err == nil {
+				m.say("sharing the running agent job %s/%s", ns, name)
+				if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
+					token = tokenOf(cs[0].Env)
+				}
+				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token}, nil
 			}
-			break
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			m.say("the existing agent job %s cannot serve (%v); replacing it", name, err)
+		} else {
+			m.say("the previous agent job %s has ended; replacing it", name)
 		}
-		if attempt > 5 {
-			return nil, fmt.Errorf("agent job %s/%s keeps ending; see kubectl -n %s logs job/%s", ns, name, ns, name)
-		}
-		m.say("the previous agent job %s has ended; replacing it", name)
-		bg := metav1.DeletePropagationBackground
-		if err := m.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
-			return nil, forbiddenHint(err, "delete", "jobs", ns)
-		}
-		if err := waitGone(ctx, func() error {
-			_, err := m.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
-			return err
-		}); err != nil {
+		if err := m.deleteJob(ctx, ns, name); err != nil {
 			return nil, err
 		}
 	}
-	pod, err := m.waitJobPod(ctx, ns, name)
-	if err != nil {
-		return nil, err
+}
+
+// deleteJob deletes an agent Job and its pods and waits until it is gone.
+func (m *AgentManager) deleteJob(ctx context.Context, ns, name string) error {
+	bg := metav1.DeletePropagationBackground
+	if err := m.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+		return forbiddenHint(err, "delete", "jobs", ns)
 	}
-	return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: created, Token: token}, nil
+	return waitGone(ctx, func() error {
+		_, err := m.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
 }
 
 func jobFinished(j *batchv1.Job) bool {
@@ -283,17 +297,22 @@ func waitGone(ctx context.Context, get func() error) error {
 }
 
 // waitJobPod waits until the Job's pod runs its agent container, failing
-// fast on image pull errors and pod failures.
-func (m *AgentManager) waitJobPod(ctx context.Context, ns, job string) (string, error) {
+// fast on image pull errors and pod failures. Pods are matched by the
+// Job's UID: an earlier Job of the same name may still have pods around.
+func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.Job) (string, error) {
 	var last string
 	var result string
+	selector := "controller-uid=" + string(job.UID) // set by the Job controller on every pod it makes
+	if job.UID == "" {
+		selector = "job-name=" + job.Name
+	}
 	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		pods, err := m.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job})
+		pods, err := m.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, forbiddenHint(err, "list", "pods", ns)
 		}
 		if len(pods.Items) == 0 {
-			if reason := m.jobCreateFailure(ctx, ns, job); reason != "" {
+			if reason := m.jobCreateFailure(ctx, ns, job.Name); reason != "" {
 				return false, admissionText(reason, ns)
 			}
 			last = "waiting for the agent pod to be created"

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -21,6 +22,19 @@ const ephemeralPrefix = "tether-agent"
 // shares the one already running there.
 func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
 	ns := t.Namespace
+	for attempt := 0; ; attempt++ {
+		a, err := m.tryEphemeral(ctx, t, o)
+		if err == nil || !apierrors.IsConflict(err) || attempt >= 5 {
+			return a, err
+		}
+		// Another session changed the pod at the same moment (probably
+		// adding its own agent): look again, and share that one.
+		m.say("pod %s/%s changed meanwhile; looking again", ns, t.Pod.Name)
+	}
+}
+
+func (m *AgentManager) tryEphemeral(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
+	ns := t.Namespace
 	pod, err := m.Client.CoreV1().Pods(ns).Get(ctx, t.Pod.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, forbiddenHint(err, "get", "pods", ns)
@@ -31,12 +45,25 @@ func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o Agent
 			continue
 		}
 		n++
-		for _, st := range pod.Status.EphemeralContainerStatuses {
-			if st.Name == ec.Name && st.State.Running != nil {
-				m.say("sharing the running agent %s in pod %s", ec.Name, pod.Name)
-				return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name, Token: tokenOf(ec.Env)}, nil
+		// Share a running agent, or one still starting (no status yet, or
+		// waiting to start); ended ones cannot be restarted.
+		var st *corev1.ContainerStatus
+		for i := range pod.Status.EphemeralContainerStatuses {
+			if pod.Status.EphemeralContainerStatuses[i].Name == ec.Name {
+				st = &pod.Status.EphemeralContainerStatuses[i]
 			}
 		}
+		if st != nil && st.State.Terminated != nil {
+			continue
+		}
+		if st != nil && st.State.Waiting != nil && st.State.Waiting.Reason != "" && st.State.Waiting.Reason != "ContainerCreating" && st.State.Waiting.Reason != "PodInitializing" {
+			continue // e.g. an image that cannot be pulled: not worth sharing
+		}
+		m.say("sharing the agent %s in pod %s", ec.Name, pod.Name)
+		if err := m.waitEphemeral(ctx, ns, pod.Name, ec.Name); err != nil {
+			return nil, err
+		}
+		return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name, Token: tokenOf(ec.Env)}, nil
 	}
 	name := fmt.Sprintf("%s-%d", ephemeralPrefix, n+1)
 	token := newToken()
@@ -67,19 +94,26 @@ func (m *AgentManager) ensureEphemeral(ctx context.Context, t *Resolved, o Agent
 		_, err = m.Client.CoreV1().Pods(ns).UpdateEphemeralContainers(ctx, pod.Name, updated, metav1.UpdateOptions{})
 	}
 	if err != nil {
+		if apierrors.IsConflict(err) {
+			return nil, err
+		}
 		return nil, admissionError(err, ns, "pods/ephemeralcontainers")
 	}
 	m.say("added ephemeral container %s to pod %s", name, pod.Name)
-	err = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		p, err := m.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err := m.waitEphemeral(ctx, ns, pod.Name, name); err != nil {
+		return nil, err
+	}
+	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true, Token: token}, nil
+}
+
+// waitEphemeral waits until the named ephemeral container runs.
+func (m *AgentManager) waitEphemeral(ctx context.Context, ns, pod, name string) error {
+	return wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := m.Client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
 			return false, forbiddenHint(err, "get", "pods", ns)
 		}
 		ready, _, err := agentContainerState(p, name)
 		return ready, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true, Token: token}, nil
 }

@@ -58,17 +58,16 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e: skipped (set TETHER_E2E=1 with a cluster up: make test does both)")
 		os.Exit(m.Run())
 	}
-	code, err := setup()
-	if err != nil {
+	if err := setup(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
 		os.Exit(1)
 	}
-	code = m.Run()
+	code := m.Run()
 	os.RemoveAll(binDir)
 	os.Exit(code)
 }
 
-func setup() (int, error) {
+func setup() error {
 	kubeconfig = os.Getenv("TETHER_E2E_KUBECONFIG")
 	if kubeconfig == "" {
 		kubeconfig = defaultKubeconfig
@@ -76,19 +75,19 @@ func setup() (int, error) {
 	var err error
 	restCfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return 0, fmt.Errorf("kubeconfig %s: %w (bring the local cluster up with make cluster-up)", kubeconfig, err)
+		return fmt.Errorf("kubeconfig %s: %w (bring the local cluster up with make cluster-up)", kubeconfig, err)
 	}
 	if client, err = kubernetes.NewForConfig(restCfg); err != nil {
-		return 0, err
+		return err
 	}
 	if dyn, err = dynamic.NewForConfig(restCfg); err != nil {
-		return 0, err
+		return err
 	}
 	if root, err = moduleRoot(); err != nil {
-		return 0, err
+		return err
 	}
 	if binDir, err = os.MkdirTemp("", "tether-e2e-"); err != nil {
-		return 0, err
+		return err
 	}
 	tetherBin = filepath.Join(binDir, "tether")
 	counterBin = filepath.Join(binDir, "ip-visit-counter")
@@ -96,10 +95,10 @@ func setup() (int, error) {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
-	return 0, nil
+	return nil
 }
 
 func moduleRoot() (string, error) {
