@@ -296,25 +296,11 @@ func (p *tetherProc) waitStderr(t *testing.T, s string, timeout time.Duration) {
 	}
 }
 
-// runTether runs tether to completion and returns its output and exit code.
+// runTether runs tether against the test cluster to completion and
+// returns its output and exit code.
 func runTether(t *testing.T, dir string, timeout time.Duration, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tetherBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-	}
-	return out.String(), errb.String(), code
+	return runTetherEnv(t, dir, timeout, []string{"KUBECONFIG=" + kubeconfig}, args...)
 }
 
 // counterAnswer is ip-visit-counter's JSON answer.
