@@ -15,23 +15,4 @@ set -euo pipefail
 pkgs=(containerd runc containernetworking-plugins etcd-server iptables conntrack nftables
   iproute2 util-linux openssl curl ca-certificates)
 
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-  echo "install-deps: need root to install: ${missing[*]} (run: sudo $0)" >&2
-  exit 1
-fi
-
-policy=/usr/sbin/policy-rc.d
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\n# hack/cluster/install-deps.sh: no service starts during apt-get install\nexit 101\n' > "$policy"
-  chmod 755 "$policy"
-  trap 'rm -f "$policy"' EXIT
-fi
-export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}" >&2
-apt-get update -qq >/dev/null || apt-get update
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+exec "$(dirname "$0")/../apt-install.sh" "${pkgs[@]}"
