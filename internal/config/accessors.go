@@ -8,6 +8,7 @@ const (
 	DefaultIncomingMode        = "mirror"
 	DefaultAgentStartupTimeout = 60 * time.Second
 	DefaultAgentLinger         = 30 * time.Second
+	DefaultAgentSessionGrace   = 60 * time.Second
 )
 
 func boolOr(p *bool, def bool) bool {
@@ -72,4 +73,12 @@ func (c *Config) AgentLinger() time.Duration {
 		return DefaultAgentLinger
 	}
 	return time.Duration(c.Agent.Linger)
+}
+
+// AgentSessionGrace returns agent.session_grace (default 60s).
+func (c *Config) AgentSessionGrace() time.Duration {
+	if c.Agent.SessionGrace <= 0 {
+		return DefaultAgentSessionGrace
+	}
+	return time.Duration(c.Agent.SessionGrace)
 }

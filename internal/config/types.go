@@ -32,6 +32,11 @@ type Agent struct {
 	StartupTimeout Duration `json:"startup_timeout,omitempty" jsonschema_extras:"default=60s" jsonschema_description:"How long to wait for the agent to be ready: a Go duration such as \"60s\" or a number of seconds."`
 	// Linger is how long an agent stays after its last session, e.g. "30s".
 	Linger Duration `json:"linger,omitempty" jsonschema_extras:"default=30s" jsonschema_description:"How long an agent stays after its last session: a Go duration such as \"30s\" or a number of seconds."`
+	// SessionGrace is how long an agent keeps a session whose connection
+	// died (subscriptions included) for tether to reconnect, e.g. "60s".
+	SessionGrace Duration `json:"session_grace,omitempty" jsonschema_extras:"default=60s" jsonschema_description:"How long the agent keeps a session whose connection died (a tunnel drop, a laptop asleep), with its subscriptions, for tether to reconnect and resume it: a Go duration or a number of seconds."`
+	// MemoryLimit is the agent container's memory limit (Kubernetes quantity).
+	MemoryLimit string `json:"memory_limit,omitempty" jsonschema_description:"Memory limit of the agent container, a Kubernetes quantity such as \"128Mi\" (default: none)."`
 }
 
 // Env selects which of the target's environment variables the local process gets.

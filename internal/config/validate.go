@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Modes accepted by fs.mode and incoming.mode; the first is the default.
@@ -133,6 +135,12 @@ func (c *Config) checkAgent(v *validator) {
 	}
 	v.duration("agent.startup_timeout", a.StartupTimeout)
 	v.duration("agent.linger", a.Linger)
+	v.duration("agent.session_grace", a.SessionGrace)
+	if a.MemoryLimit != "" {
+		if q, err := resource.ParseQuantity(a.MemoryLimit); err != nil || q.Sign() <= 0 {
+			v.addf("agent.memory_limit", "want a Kubernetes quantity such as \"128Mi\" or \"1Gi\", got %s", quoteValue(a.MemoryLimit))
+		}
+	}
 }
 
 func (c *Config) checkEnv(v *validator) {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,13 +19,22 @@ import (
 // prerouting chain (connections from outside the namespace) and an output
 // chain (the namespace's own processes, e.g. a sidecar calling
 // localhost:PORT); the output rules skip the agent's marked sockets.
+//
+// The table is owned by the agent's netlink socket (NFT_TABLE_F_OWNER,
+// Linux 5.12+): when the agent process dies in any way (SIGKILL, the OOM
+// killer killing its whole container), the kernel deletes the table and
+// the target's traffic goes straight to the app again. On older kernels
+// the table is an ordinary one, removed by the agent's parent process or
+// by the next agent as stale.
 type Nftables struct {
 	ns    *os.File
 	table string
 
 	mu             sync.Mutex
+	c              *nftables.Conn // lasting: its socket owns the table
+	nl             *netlink.Conn  // that socket
 	ports          map[uint16]uint16
-	made           bool
+	made, owned    bool
 	transparentErr error
 }
 
@@ -39,12 +49,68 @@ func NewNftables(nsPath, table string) (*Nftables, error) {
 	return &Nftables{ns: ns, table: table, ports: map[uint16]uint16{}}, nil
 }
 
+// conn returns the lasting netlink connection, opening it the first time.
 func (n *Nftables) conn() (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(int(n.ns.Fd())))
+	if n.c != nil {
+		return n.c, nil
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(n.ns.Fd())), nftables.AsLasting(),
+		nftables.WithSockOptions(func(nl *netlink.Conn) error { n.nl = nl; return nil }))
 	if err != nil {
 		return nil, fmt.Errorf("netlink to nftables: %w", err)
 	}
+	n.c = c
 	return c, nil
+}
+
+// nftTableFOwner is NFT_TABLE_F_OWNER: the table belongs to the netlink
+// socket that created it and goes away with it.
+const nftTableFOwner = 0x2
+
+// owned reports whether a listed table has an owner. google/nftables
+// reads the (big-endian) flags attribute in native byte order.
+func owned(t *nftables.Table) bool {
+	flags := binaryutil.BigEndian.Uint32(binaryutil.NativeEndian.PutUint32(t.Flags))
+	return flags&nftTableFOwner != 0
+}
+
+// createOwned creates the table owned by n's netlink socket. google/nftables
+// always sends table flags 0, so this one message is built here, in the
+// same batch format.
+func (n *Nftables) createOwned() error {
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(n.table), 0)},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: binaryutil.BigEndian.PutUint32(nftTableFOwner)},
+	})
+	if err != nil {
+		return err
+	}
+	nfgen := func(family uint8, resID uint16) []byte {
+		return append([]byte{family, unix.NFNETLINK_V0}, binaryutil.BigEndian.PutUint16(resID)...)
+	}
+	msgs := []netlink.Message{
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
+			Data: nfgen(0, unix.NFNL_SUBSYS_NFTABLES)},
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
+			Data: append(nfgen(unix.NFPROTO_INET, 0), attrs...)},
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
+			Data: nfgen(0, unix.NFNL_SUBSYS_NFTABLES)},
+	}
+	if _, err := n.nl.SendMessages(msgs); err != nil {
+		return err
+	}
+	for {
+		reply, err := n.nl.Receive()
+		if err != nil {
+			return err
+		}
+		for _, m := range reply {
+			if m.Header.Type == netlink.Error {
+				return nil // the acknowledgement (errors come back as err)
+			}
+		}
+	}
 }
 
 // Redirect adds or updates the rule for port.
@@ -81,6 +147,9 @@ func (n *Nftables) Close() error {
 	defer n.mu.Unlock()
 	defer n.ns.Close()
 	n.ports = map[uint16]uint16{}
+	if n.c != nil {
+		defer func() { n.c.CloseLasting(); n.c, n.nl = nil, nil }()
+	}
 	if !n.made {
 		return nil
 	}
@@ -92,7 +161,7 @@ func (n *Nftables) Close() error {
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("deleting nftables table %s: %w", n.table, err)
 	}
-	n.made = false
+	n.made, n.owned = false, false
 	return cleanupTransparent(n.ns.Name())
 }
 
@@ -126,7 +195,21 @@ func (n *Nftables) sync() error {
 	if err != nil {
 		return err
 	}
-	tbl := c.AddTable(&nftables.Table{Name: n.table, Family: nftables.TableFamilyINet})
+	tbl := &nftables.Table{Name: n.table, Family: nftables.TableFamilyINet}
+	if !n.made {
+		switch err := n.createOwned(); {
+		case err == nil:
+			n.owned = true
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+			// A kernel before 5.12: an ordinary table, created below.
+		default:
+			return fmt.Errorf("creating nftables table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
+		}
+	}
+	if !n.owned {
+		// Adding an owned table again would try to drop its owner flag.
+		c.AddTable(tbl)
+	}
 	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: tbl, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
 	out := c.AddChain(&nftables.Chain{Name: "output", Table: tbl, Type: nftables.ChainTypeNAT,
@@ -220,7 +303,9 @@ func RemoveTables(nsPath string, remove func(name string) bool) ([]string, error
 	}
 	var removed []string
 	for _, t := range tables {
-		if remove(t.Name) {
+		// An owned table's owner is alive (the kernel deletes the table
+		// with it), and only the owner may delete it.
+		if !owned(t) && remove(t.Name) {
 			c.DelTable(t)
 			removed = append(removed, t.Name)
 		}

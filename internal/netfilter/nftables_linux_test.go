@@ -125,18 +125,22 @@ func TestNftablesRedirect(t *testing.T) {
 	}
 }
 
+// TestRemoveTables: stale tables without an owner (from a kernel before
+// 5.12, or an older tether) are removed; owned tables are the kernel's
+// business and are left alone even when remove says yes.
 func TestRemoveTables(t *testing.T) {
 	ns := newNetNS(t)
-	for _, name := range []string{"tether-deadbeef", TableName(os.Getpid(), 7)} {
-		r, err := NewNftables(ns, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Redirect(80, 1000); err != nil {
-			t.Fatal(err)
-		}
+	if out, err := exec.Command("nsenter", "--net="+ns, "nft", "add table inet tether-deadbeef").CombinedOutput(); err != nil {
+		t.Fatalf("nft add table: %v\n%s", err, out)
 	}
-	removed, err := RemoveTables(ns, func(name string) bool { return name == "tether-deadbeef" })
+	r, err := NewNftables(ns, TableName(os.Getpid(), 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Redirect(80, 1000); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveTables(ns, func(name string) bool { return true })
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("RemoveTables = %v, %v", removed, err)
 	}
@@ -276,5 +280,54 @@ func TestTransparentDial(t *testing.T) {
 	r.Close()
 	if rs, _ := exec.Command("nsenter", "--net="+ns, "ip", "rule").CombinedOutput(); strings.Contains(string(rs), "0x7e7e") {
 		t.Fatalf("policy rule left after Close:\n%s", rs)
+	}
+}
+
+// TestTableDiesWithOwner: the table belongs to the agent process's netlink
+// socket, so a SIGKILLed agent (or one the OOM killer ends together with
+// its parent) leaves no redirect rule behind.
+func TestTableDiesWithOwner(t *testing.T) {
+	if ns := os.Getenv("TETHER_NFT_OWNER_NS"); ns != "" {
+		// The child: install a redirect, say so, wait to be killed.
+		r, err := NewNftables(ns, os.Getenv("TETHER_NFT_OWNER_TABLE"))
+		if err == nil {
+			err = r.Redirect(8080, 9999)
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	ns := newNetNS(t)
+	table := TableName(os.Getpid(), 2)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTableDiesWithOwner$")
+	cmd.Env = append(os.Environ(), "TETHER_NFT_OWNER_NS="+ns, "TETHER_NFT_OWNER_TABLE="+table)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		cmd.Process.Kill()
+		t.Fatalf("child: %q %v", buf, err)
+	}
+	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "flags owner") {
+		t.Fatalf("the child's table is not there, or not owned:\n%s", rs)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Contains(listTables(t, ns), table) {
+		if time.Now().After(deadline) {
+			t.Fatalf("table %s outlived its SIGKILLed owner:\n%s", table, listTables(t, ns))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
