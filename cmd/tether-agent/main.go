@@ -6,6 +6,9 @@
 //
 // The first line on stdout is "tether-agent listening on ADDR".
 //
+// It ends when the target process exits, and after --linger without a
+// session.
+//
 // It runs as two processes: a small parent that only waits, and the worker
 // that does the work. If the worker dies, even by SIGKILL, the parent
 // removes the worker's redirect rules from the target's network namespace,
@@ -222,6 +225,18 @@ func worker(o options, stdout, stderr io.Writer) int {
 	log.Info("serving", "target_pid", pid, "version", version.Version)
 	if o.linger > 0 {
 		go exitWhenIdle(srv, o.linger, stop, log)
+	}
+	if !o.self {
+		// A target that exits (its container restarts, its pod is deleted)
+		// ends the agent: tether re-attaches to what replaces it.
+		go func() {
+			if err := agent.WaitExit(pid); err != nil {
+				log.Warn("cannot watch the target process; the agent will not notice its end", "err", err)
+				return
+			}
+			log.Warn("the target process exited; ending the sessions", "pid", pid)
+			stop()
+		}()
 	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/netfilter"
 )
@@ -40,4 +43,23 @@ func TableFor(pid int) string {
 // gone (rules a killed agent could not remove) and returns their names.
 func RemoveStaleTables(nsPath string) ([]string, error) {
 	return netfilter.RemoveTables(nsPath, func(name string) bool { return netfilter.Stale(name, StartTime) })
+}
+
+// WaitExit blocks until process pid exits (a pidfd becomes readable). It
+// returns at once with an error when the process cannot be watched.
+func WaitExit(pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("watching process %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if err == nil {
+			return nil
+		}
+		if err != unix.EINTR {
+			return fmt.Errorf("watching process %d: %w", pid, err)
+		}
+	}
 }

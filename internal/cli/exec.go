@@ -114,12 +114,17 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	log := slog.New(slog.NewTextHandler(streams.Err, &slog.HandlerOptions{Level: level}))
 
-	var dial agentDialer
+	var dial, redial agentDialer
+	var att *attachment
 	var where string
 	var deadline time.Time
-	token := os.Getenv(kube.TokenEnv) // for an agent started by hand
 	if addr != "" {
-		dial = func(ctx context.Context) (net.Conn, error) { return session.DialAgent(ctx, addr) }
+		token := os.Getenv(kube.TokenEnv) // for an agent started by hand
+		dial = func(ctx context.Context) (net.Conn, string, error) {
+			c, err := session.DialAgent(ctx, addr)
+			return c, token, err
+		}
+		redial = dial
 		where = "agent " + addr
 		deadline = time.Now() // no retries: the agent is up or it is not
 	} else {
@@ -131,10 +136,11 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		if f.ephemeral {
 			agentMode = kube.ModeEphemeral
 		}
-		d, resolved, agent, err := connectTarget(ctx, k, cfg, agentMode, pw)
+		att, err = connectTarget(ctx, k, cfg, agentMode, pw)
 		if err != nil {
 			return err
 		}
+		resolved, agent := att.current()
 		if resolved.Pod == nil {
 			// Targetless: the agent's own pod has nothing of the user's.
 			cfg.FS.Mode = "local"
@@ -142,15 +148,16 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			cfg.Env.Enabled, cfg.Hostname = &off, &off
 			cfg.Incoming.Mode = "off"
 		}
-		dial, where, token = d, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod), agent.Token
+		dial, redial, where = att.dial, att.redial, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 	}
 	step := pw.Start("connecting to the agent")
-	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Token: token, Redial: dial}
+	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Redial: redial}
 	var sess *session.Session
 	for attempt := 0; ; attempt++ {
-		conn, err := dial(ctx)
+		conn, token, err := dial(ctx)
 		if err == nil {
+			opts.Token = token
 			sess, err = session.New(ctx, conn, opts)
 		}
 		if err == nil {
@@ -164,6 +171,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		}
 		// A new agent's listener may need a moment after its container starts.
 		time.Sleep(time.Duration(min(attempt+1, 5)) * 100 * time.Millisecond)
+	}
+	if att != nil {
+		att.tell(sess.Warnf)
 	}
 	defer sess.Close()
 	step.Done("session " + sess.ID())

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -111,50 +115,150 @@ func DefaultAgentImage() string {
 	return "ghcr.io/tether-dev/tether-agent:" + v
 }
 
-// agentDialer opens a new connection to the agent each time it is called.
-type agentDialer func(ctx context.Context) (net.Conn, error)
+// agentDialer opens a new connection to the agent each time it is called
+// and returns it with the agent's token.
+type agentDialer func(ctx context.Context) (net.Conn, string, error)
 
-// connectTarget resolves the target and finds or starts its agent; it
-// returns how to reach it (a port-forward stream per call).
-func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (agentDialer, *kube.Resolved, *kube.Agent, error) {
+// attachment is a session's way to its agent on the cluster: the target,
+// the agent pod, and how to find both again when the agent goes away
+// (deleted, OOM-killed, ended with its target) or the target pod is
+// replaced (a restart, a rollout, a reschedule).
+type attachment struct {
+	k    *kubeClients
+	spec kube.TargetSpec
+	mgr  *kube.AgentManager
+	opts kube.AgentOptions
+	mu       sync.Mutex
+	resolved *kube.Resolved
+	agent    *kube.Agent
+	// warn tells the user what happened (set once the session exists).
+	warn func(format string, args ...any)
+}
+
+func (a *attachment) current() (*kube.Resolved, *kube.Agent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.resolved, a.agent
+}
+
+// dial opens a port-forward stream to the current agent.
+func (a *attachment) dial(ctx context.Context) (net.Conn, string, error) {
+	_, ag := a.current()
+	conn, err := kube.DialPod(ctx, a.k.rest, a.k.client, ag.Namespace, ag.Pod, ag.Port)
+	return conn, ag.Token, err
+}
+
+// redial is dial for reconnects: when the agent pod no longer serves, it
+// resolves the target again (a workload may have a new pod by now) and
+// finds or starts its agent.
+func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
+	conn, token, err := a.dial(ctx)
+	if err == nil {
+		return conn, token, nil
+	}
+	old, ag := a.current()
+	if alive, why := a.agentServes(ctx, ag); alive {
+		return nil, "", err // a tunnel problem: the caller retries
+	} else if why != "" {
+		a.say("the agent pod %s/%s %s", ag.Namespace, ag.Pod, why)
+	}
+	resolved, rerr := (&kube.Resolver{Client: a.k.client, Dynamic: a.k.dynamic}).Resolve(ctx, a.k.namespace, a.spec)
+	if rerr != nil {
+		return nil, "", fmt.Errorf("finding the target %s again: %w", a.spec, rerr)
+	}
+	if old.Pod != nil && resolved.Pod != nil && old.Pod.UID != resolved.Pod.UID {
+		a.say("the target pod %s is gone; re-attaching to %s (the program keeps the environment it started with)", old.Pod.Name, resolved.Chosen)
+	} else if old.ContainerID != resolved.ContainerID {
+		a.say("the target container %s restarted; re-attaching", resolved.Container)
+	}
+	agent, err := a.mgr.Ensure(ctx, resolved, a.opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("starting a new agent: %w", err)
+	}
+	a.mu.Lock()
+	a.resolved, a.agent = resolved, agent
+	a.mu.Unlock()
+	return a.dial(ctx)
+}
+
+// agentServes reports whether the agent's pod still runs its agent; if not,
+// why (for the user; "" when it is simply gone).
+func (a *attachment) agentServes(ctx context.Context, ag *kube.Agent) (bool, string) {
+	p, err := a.k.client.CoreV1().Pods(ag.Namespace).Get(ctx, ag.Pod, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, "is gone"
+	case err != nil:
+		return true, "" // cannot tell (the API server may be restarting): retry
+	case p.DeletionTimestamp != nil:
+		return false, "is being deleted"
+	}
+	if err := kube.AgentPodState(p); err != nil {
+		return false, "has ended: " + err.Error()
+	}
+	return true, ""
+}
+
+func (a *attachment) say(format string, args ...any) {
+	a.mu.Lock()
+	warn := a.warn
+	a.mu.Unlock()
+	if warn != nil {
+		warn(format, args...)
+	}
+}
+
+// tell sends later messages to the session's warnings.
+func (a *attachment) tell(warn func(format string, args ...any)) {
+	a.mu.Lock()
+	a.warn = warn
+	a.mu.Unlock()
+}
+
+// connectTarget resolves the target and finds or starts its agent; the
+// attachment dials it (a port-forward stream per call).
+func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (*attachment, error) {
 	// The agent's token travels in its pod spec: whoever may read pods (and
 	// port-forward to them) may use the agent; processes in other pods may not.
 	spec, err := kube.ParseTarget(cfg.Target)
 	if err != nil {
-		return nil, nil, nil, &UsageError{Err: err}
+		return nil, &UsageError{Err: err}
 	}
 	step := pw.Start("checking the cluster")
 	if err := k.checkReachable(ctx); err != nil {
 		step.Fail(err)
-		return nil, nil, nil, err
+		return nil, err
 	}
 	step.Done(k.rest.Host)
 	step = pw.Start("resolving " + spec.String())
 	resolved, err := (&kube.Resolver{Client: k.client, Dynamic: k.dynamic}).Resolve(ctx, k.namespace, spec)
 	if err != nil {
 		step.Fail(err)
-		return nil, nil, nil, err
+		return nil, err
 	}
 	step.Done(resolved.Chosen)
 	image := cfg.Agent.Image
 	if image == "" {
 		image = DefaultAgentImage()
 	}
-	opts := kube.AgentOptions{Image: image, Mode: mode, Linger: cfg.AgentLinger(), StartupTimeout: cfg.AgentStartupTimeout()}
+	opts := kube.AgentOptions{Image: image, Mode: mode, Linger: cfg.AgentLinger(), StartupTimeout: cfg.AgentStartupTimeout(), SessionGrace: cfg.AgentSessionGrace()}
+	if cfg.Agent.MemoryLimit != "" {
+		// Validated with the config.
+		opts.MemoryLimit = resource.MustParse(cfg.Agent.MemoryLimit)
+	}
 	step = pw.Start("starting the agent")
 	mgr := &kube.AgentManager{Client: k.client, Progress: func(msg string) { step.Detail("%s", msg) }}
 	agent, err := mgr.Ensure(ctx, resolved, opts)
 	if err != nil {
 		step.Fail(err)
-		return nil, nil, nil, err
+		return nil, err
 	}
 	how := "shared with other sessions"
 	if agent.Created {
 		how = "new"
 	}
 	step.Done(fmt.Sprintf("%s/%s (%s)", agent.Namespace, agent.Pod, how))
-	dial := func(ctx context.Context) (net.Conn, error) {
-		return kube.DialPod(ctx, k.rest, k.client, agent.Namespace, agent.Pod, agent.Port)
-	}
-	return dial, resolved, agent, nil
+	// Later agents (after a loss) start without the progress display.
+	mgr.Progress = nil
+	return &attachment{k: k, spec: spec, mgr: mgr, opts: opts, resolved: resolved, agent: agent}, nil
 }

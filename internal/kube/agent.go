@@ -14,6 +14,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -53,6 +54,12 @@ type AgentOptions struct {
 	Port           int
 	Linger         time.Duration
 	StartupTimeout time.Duration
+	// SessionGrace is how long the agent keeps a disconnected session
+	// (0: the agent's default, 60s).
+	SessionGrace time.Duration
+	// MemoryLimit limits the Job agent's memory (zero: no limit).
+	// Ephemeral containers cannot have resources.
+	MemoryLimit resource.Quantity
 }
 
 // Agent is a running agent: the pod and port to port-forward to.
@@ -126,7 +133,11 @@ func (o *AgentOptions) defaults() {
 
 // agentArgs is the agent's command line.
 func agentArgs(o AgentOptions, target []string) []string {
-	return append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(o.Port), "--linger", o.Linger.String()}, target...)
+	args := []string{"--listen", "127.0.0.1:" + strconv.Itoa(o.Port), "--linger", o.Linger.String()}
+	if o.SessionGrace > 0 {
+		args = append(args, "--session-grace", o.SessionGrace.String())
+	}
+	return append(args, target...)
 }
 
 // agentCapabilities are all the agent needs: enter namespaces (SYS_ADMIN),
@@ -155,6 +166,9 @@ func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 		}},
 	}
 	c := &spec.Containers[0]
+	if !o.MemoryLimit.IsZero() {
+		c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: o.MemoryLimit}
+	}
 	if t.Pod == nil {
 		c.Args = agentArgs(o, []string{"--target-self"})
 		c.SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
@@ -359,10 +373,15 @@ func (m *AgentManager) jobCreateFailure(ctx context.Context, ns, job string) str
 // agentContainerState reports whether the agent container runs, or fails
 // fast with the reason when it never will.
 func agentContainerState(p *corev1.Pod, container string) (bool, string, error) {
+	statuses := append(append([]corev1.ContainerStatus{}, p.Status.ContainerStatuses...), p.Status.EphemeralContainerStatuses...)
 	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		for _, cs := range statuses {
+			if t := cs.State.Terminated; cs.Name == container && t != nil && t.Reason == "OOMKilled" {
+				return false, "", oomError(p, container)
+			}
+		}
 		return false, "", fmt.Errorf("agent pod %s/%s ended (%s): see kubectl -n %s logs %s", p.Namespace, p.Name, p.Status.Phase, p.Namespace, p.Name)
 	}
-	statuses := append(append([]corev1.ContainerStatus{}, p.Status.ContainerStatuses...), p.Status.EphemeralContainerStatuses...)
 	for _, cs := range statuses {
 		if cs.Name != container {
 			continue
@@ -377,6 +396,9 @@ func agentContainerState(p *corev1.Pod, container string) (bool, string, error) 
 			return false, fmt.Sprintf("agent pod %s: container %s", p.Name, strings.ToLower(w.Reason)), nil
 		}
 		if t := cs.State.Terminated; t != nil {
+			if t.Reason == "OOMKilled" {
+				return false, "", oomError(p, container)
+			}
 			return false, "", fmt.Errorf("the agent exited (%s, code %d): %s; see kubectl -n %s logs %s -c %s", t.Reason, t.ExitCode, strings.TrimSpace(t.Message), p.Namespace, p.Name, container)
 		}
 		if cs.State.Running != nil {
@@ -391,6 +413,28 @@ func agentContainerState(p *corev1.Pod, container string) (bool, string, error) 
 		}
 	}
 	return false, fmt.Sprintf("agent pod %s is %s", p.Name, strings.ToLower(string(p.Status.Phase))), nil
+}
+
+// AgentPodState is nil while an agent pod can still serve, else why it
+// cannot (it ended, ran out of memory, cannot pull its image...).
+func AgentPodState(p *corev1.Pod) error {
+	name := "agent"
+	if len(p.Spec.EphemeralContainers) > 0 {
+		name = p.Spec.EphemeralContainers[len(p.Spec.EphemeralContainers)-1].Name
+	}
+	_, _, err := agentContainerState(p, name)
+	return err
+}
+
+// oomError says that the agent ran out of memory, and what to do.
+func oomError(p *corev1.Pod, container string) error {
+	limit := "its memory limit"
+	for _, c := range p.Spec.Containers {
+		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; c.Name == container && ok {
+			limit = "its memory limit of " + q.String()
+		}
+	}
+	return fmt.Errorf("the agent in pod %s/%s ran out of memory (OOMKilled at %s): raise agent.memory_limit", p.Namespace, p.Name, limit)
 }
 
 // admissionError explains a refused create: Pod Security Admission (with

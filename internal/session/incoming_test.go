@@ -154,7 +154,8 @@ func (r *incomingRig) sessionVia(t *testing.T, name string, cfg *config.Config, 
 		t.Fatal(err)
 	}
 	msgs := &syncWriter{w: &bytes.Buffer{}}
-	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: msgs, Quiet: true, Redial: dial})
+	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: msgs, Quiet: true,
+		Redial: func(ctx context.Context) (net.Conn, string, error) { c, err := dial(ctx); return c, "", err }})
 	if err != nil {
 		t.Fatal(err)
 	}

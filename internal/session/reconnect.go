@@ -87,6 +87,11 @@ func (s *Session) reconnectLoop() bool {
 		if err == nil {
 			return true
 		}
+		if last == nil || err.Error() != last.Error() {
+			// Say why, once per reason: the user may be able to help
+			// (an OOM-killed agent, a target that is gone).
+			s.warn("reconnecting: %v", err)
+		}
 		last = err
 		s.log.Debug("reconnect failed", "err", err)
 		time.Sleep(backoff)
@@ -102,11 +107,11 @@ func (s *Session) reconnectOnce() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	conn, err := s.redial(ctx)
+	conn, token, err := s.redial(ctx)
 	if err != nil {
 		return err
 	}
-	w, mux, err := handshake(conn, s.token, s.ID())
+	w, mux, err := handshake(conn, token, s.ID())
 	if err != nil {
 		return err
 	}

@@ -42,9 +42,12 @@ type Options struct {
 	Quiet    bool
 	// Token is the agent's token ("" when it has none).
 	Token string
-	// Redial opens a new connection to the same agent; with it the session
-	// survives tunnel drops (it reconnects and resumes). Nil: no reconnect.
-	Redial func(ctx context.Context) (net.Conn, error)
+	// Redial opens a new connection to the agent and returns it with the
+	// agent's token; with it the session survives tunnel drops (it
+	// reconnects and resumes) and the loss of its agent (a new agent, maybe
+	// for a new target pod: it subscribes again). Nil: no reconnect. Its
+	// errors are shown to the user as warnings while reconnecting.
+	Redial func(ctx context.Context) (conn net.Conn, token string, err error)
 }
 
 // Session is one connected `tether exec`. It implements layer.Session.
@@ -54,8 +57,7 @@ type Session struct {
 	msgs   io.Writer
 	quiet  bool
 	msgMu  sync.Mutex
-	token  string
-	redial func(ctx context.Context) (net.Conn, error)
+	redial func(ctx context.Context) (net.Conn, string, error)
 
 	muxMu     sync.Mutex
 	mux       protocol.Mux
@@ -117,7 +119,7 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 	}
 	s := &Session{
 		cfg: cfg, log: log, mux: mux, welcome: w, msgs: opt.Messages, quiet: opt.Quiet,
-		token: opt.Token, redial: opt.Redial, lost: make(chan struct{}),
+		redial: opt.Redial, lost: make(chan struct{}),
 		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
 		names: newNameCache(), in: newIncomingState(),
