@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/version"
 )
@@ -54,6 +55,9 @@ func Run(ctx context.Context, args []string, streams Streams) int {
 		return int(code)
 	}
 	fmt.Fprintf(streams.Err, "tether: %v\n", err)
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		fmt.Fprintf(streams.Err, "Run 'tether --help' for the list of commands.\n")
+	}
 	var ue *UsageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		return 2
@@ -88,11 +92,20 @@ environment variables, files, DNS, hostname and outgoing network.`,
 	return root
 }
 
+// noArgs is cobra.NoArgs with a message that names the command and where
+// to read its usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q (see %s --help)", cmd.CommandPath(), args[0], cmd.CommandPath())
+	}
+	return nil
+}
+
 func newVersion(streams Streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			fmt.Fprintf(streams.Out, "tether %s\n", version.Version)
 			return nil
@@ -100,7 +113,9 @@ func newVersion(streams Streams) *cobra.Command {
 	}
 }
 
+// isTerminal reports whether f is a terminal (not merely a character
+// device: /dev/null is one too).
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -16,7 +16,7 @@ func newConfigCmd(streams Streams) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "schema",
 		Short: "Print the JSON schema of the config file",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			_, err := streams.Out.Write(config.Schema())
 			return err
@@ -26,7 +26,12 @@ func newConfigCmd(streams Streams) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify -f FILE",
 		Short: "Check a config file: syntax, unknown keys, types and values",
-		Args:  cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && file == "" {
+				return usageErrorf("config verify takes the file with -f: tether config verify -f %s", args[0])
+			}
+			return noArgs(cmd, args)
+		},
 		RunE: func(*cobra.Command, []string) error {
 			if file == "" {
 				return usageErrorf("config verify needs a file: tether config verify -f FILE")

@@ -13,7 +13,7 @@ func newDoctor(streams Streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that this machine can run tether",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			fmt.Fprintf(streams.Out, "platform: %s/%s\n", runtime.GOOS, runtime.GOARCH)
 			if err := layer.Check(); err != nil {

@@ -16,7 +16,7 @@ func newLs(streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls [-n NAMESPACE] [-o json]",
 		Short: "List the targets in a namespace",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" && output != "text" {
 				return usageErrorf("-o %q: want json or text", output)

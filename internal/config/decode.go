@@ -467,7 +467,7 @@ var mirrordHints = map[string]string{
 }
 
 // unknownKeyHint returns " (did you mean ...?)" for an unknown key in struct
-// t at path, or "" when nothing fits.
+// t at path, the keys known there, or where to find them all.
 func unknownKeyHint(t reflect.Type, path, key string) string {
 	if path == "" {
 		if h, ok := mirrordHints[strings.ToLower(key)]; ok {
@@ -493,5 +493,5 @@ func unknownKeyHint(t reflect.Type, path, key string) string {
 	if len(fi.names) <= 8 {
 		return " (known keys here: " + strings.Join(fi.names, ", ") + ")"
 	}
-	return ""
+	return " (remove it; tether config schema lists every key)"
 }

@@ -52,7 +52,14 @@ func Load(path string) (*Config, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		hint := ""
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			hint = " (check the path of the config file)"
+		case errors.Is(err, fs.ErrPermission):
+			hint = " (check the file's permissions)"
+		}
+		return nil, fmt.Errorf("read config: %w%s", err, hint)
 	}
 	return Parse(path, data)
 }

@@ -129,7 +129,7 @@ func TestLoadBad(t *testing.T) {
 		{"conflict.json", `testdata/bad/conflict.json:4:5: "env.exclude": cannot be used together with "env.include": include already names the only variables to take; remove one of the two`},
 		{"conflict.toml", `testdata/bad/conflict.toml:3:1: "env.exclude": cannot be used together with "env.include": include already names the only variables to take; remove one of the two`},
 		// syntax errors
-		{"syntax.yaml", `testdata/bad/syntax.yaml:3: YAML syntax error: mapping values are not allowed in this context`},
+		{"syntax.yaml", `testdata/bad/syntax.yaml:3: YAML syntax error: mapping values are not allowed in this context (check the indentation of this line, and quote values that contain ": ")`},
 		{"syntax.json", `testdata/bad/syntax.json:4:3: JSON syntax error: invalid character '}' looking for beginning of object key string (remove the trailing comma)`},
 		{"syntax.toml", `testdata/bad/syntax.toml:2:13: TOML syntax error: basic strings cannot have new lines`},
 	} {
@@ -188,7 +188,7 @@ func TestParse(t *testing.T) {
 		// Duplicate keys.
 		{"t.yaml", "fs:\n  mode: read\nfs:\n  mode: write\n", `t.yaml:3:1: "fs": duplicate key (first set on line 1); keep one`},
 		{"t.json", "{\"env\": {\"override\": {\"A\": \"1\",\n \"A\": \"2\"}}}", `t.json:2:2: "env.override.A": duplicate key (first set on line 1); keep one`},
-		{"t.toml", "[fs]\nmode='read'\n[fs]\n", `t.toml:3:2: TOML syntax error: table fs already exists`},
+		{"t.toml", "[fs]\nmode='read'\n[fs]\n", `t.toml:3:2: TOML syntax error: table fs already exists (put all its keys under one table header)`},
 		// YAML specifics.
 		{"t.yaml", "outgoing:\n  filter: &f\n    local: [10.0.0.0/8]\ndns:\n  filter:\n    <<: *f\n", "t.yaml:3:13: \"dns.filter.local[0]\": want a host name (\".example.com\" also matches subdomains) or \"re:REGEX\", got \"10.0.0.0/8\""},
 		{"t.yaml", "a: b\n---\nc: d\n", `t.yaml:2:1: a second YAML document (after ---): a config file holds one document`},
@@ -203,7 +203,7 @@ func TestParse(t *testing.T) {
 		{"t.json", "{\"fs\": {\n", `t.json:1:8: JSON syntax error: unexpected end of file (a missing }, ] or "?)`},
 		{"t.json", `{"target": "é", "hostnme": 1}`, `t.json:1:17: unknown key "hostnme" (did you mean "hostname"?)`}, // columns count characters
 		// Several problems are all reported, in file order.
-		{"t.yaml", "fs:\n  mode: bad\nincoming:\n  ports: [0]\nzzz: 1\n", "t.yaml:5:1: unknown key \"zzz\""},
+		{"t.yaml", "fs:\n  mode: bad\nincoming:\n  ports: [0]\nzzz: 1\n", "t.yaml:5:1: unknown key \"zzz\" (remove it; tether config schema lists every key)"},
 		{"t.yaml", "fs:\n  mode: bad\nincoming:\n  ports: [0]\n",
 			"t.yaml:2:9: \"fs.mode\": want \"read\", \"write\" or \"local\", got \"bad\"\n" +
 				"t.yaml:4:11: \"incoming.ports[0]\": want a port number 1-65535, got 0"},

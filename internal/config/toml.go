@@ -30,14 +30,28 @@ func parseTOML(data []byte) (root *node, perr *Error) {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			line, col := de.Position()
+			msg := strings.TrimPrefix(de.Error(), "toml: ")
 			return nil, &Error{Line: line, Column: byteColToRuneCol(data, line, col),
-				Msg: "TOML syntax error: " + strings.TrimPrefix(de.Error(), "toml: ")}
+				Msg: "TOML syntax error: " + msg + tomlSyntaxHint(msg)}
 		}
 		return nil, &Error{Msg: "TOML syntax error: " + strings.TrimPrefix(err.Error(), "toml: ")}
 	}
 	t := &tomlPositions{data: data, locs: map[string]locs{}, arrays: map[string]int{}}
 	t.scan()
 	return t.node(doc, "", pos{1, 1}), nil
+}
+
+// tomlSyntaxHint explains common mistakes behind a TOML syntax error.
+func tomlSyntaxHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "at start of value"):
+		return ` (strings take quotes: mode = "read")`
+	case strings.Contains(msg, "already defined"):
+		return " (keep one of them)"
+	case strings.Contains(msg, "already exists"):
+		return " (put all its keys under one table header)"
+	}
+	return ""
 }
 
 // tomlPositions maps key paths (as joinKey/joinIndex build them) to where

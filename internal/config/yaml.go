@@ -60,8 +60,13 @@ func yamlSyntaxError(err error) *Error {
 }
 
 func yamlSyntaxHint(msg string) string {
-	if strings.Contains(msg, "found character that cannot start any token") {
+	switch {
+	case strings.Contains(msg, "found character that cannot start any token"):
 		return " (tabs cannot indent YAML; use spaces)"
+	case strings.Contains(msg, "mapping values are not allowed"):
+		return " (check the indentation of this line, and quote values that contain \": \")"
+	case strings.Contains(msg, "did not find expected"), strings.Contains(msg, "could not find expected"):
+		return " (check the indentation and the closing ], } or quote near this line)"
 	}
 	return ""
 }

@@ -64,14 +64,14 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, spec TargetSpec) (*Re
 		if err != nil {
 			return nil, err
 		}
-		p, n, total, err := r.pickPod(ctx, ns, sel)
+		p, n, total, err := r.pickPod(ctx, ns, spec, sel)
 		if err != nil {
 			return nil, fmt.Errorf("%s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
 		}
 		pod = p
 		chosen = fmt.Sprintf("%s/%s: pod %s (%d of %d pods ready)", spec.Kind, spec.Name, p.Name, n, total)
 	}
-	container, id, err := pickContainer(pod, spec.Container)
+	container, id, err := pickContainer(pod, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +166,9 @@ func (r *Resolver) cronJobSelector(ctx context.Context, ns string, spec TargetSp
 	return metav1.LabelSelectorAsSelector(lastSel)
 }
 
-// pickPod returns the oldest ready pod matching sel, the number ready and total.
-func (r *Resolver) pickPod(ctx context.Context, ns string, sel labels.Selector) (*corev1.Pod, int, int, error) {
+// pickPod returns the oldest ready pod of workload spec matching sel, the
+// number ready and total.
+func (r *Resolver) pickPod(ctx context.Context, ns string, spec TargetSpec, sel labels.Selector) (*corev1.Pod, int, int, error) {
 	pods, err := r.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		return nil, 0, 0, forbiddenHint(err, "list", "pods", ns)
@@ -184,9 +185,17 @@ func (r *Resolver) pickPod(ctx context.Context, ns string, sel labels.Selector) 
 	}
 	if len(ready) == 0 {
 		if len(pods.Items) == 0 {
-			return nil, 0, 0, fmt.Errorf("no pods match its selector %q (is it scaled to zero?)", sel.String())
+			fix := "wait for its pods, or choose another target"
+			switch spec.Kind {
+			case KindDeployment, KindStatefulSet, KindReplicaSet:
+				fix = fmt.Sprintf("scale it up (kubectl scale %s/%s -n %s --replicas=1), or choose another target", spec.Kind, spec.Name, ns)
+			case KindRollout:
+				fix = "scale it up, or choose another target"
+			}
+			return nil, 0, 0, fmt.Errorf("no pods match its selector %q (is it scaled to zero?): %s (tether ls -n %s lists the targets)", sel.String(), fix, ns)
 		}
-		return nil, 0, len(pods.Items), fmt.Errorf("none of its %d pods is ready (%s)", len(pods.Items), strings.Join(problems, "; "))
+		return nil, 0, len(pods.Items), fmt.Errorf("none of its %d pods is ready (%s): wait for them, or see why with kubectl describe pod -n %s %s",
+			len(pods.Items), strings.Join(problems, "; "), ns, pods.Items[0].Name)
 	}
 	sort.Slice(ready, func(i, j int) bool {
 		a, b := ready[i].CreationTimestamp, ready[j].CreationTimestamp
@@ -226,9 +235,18 @@ func podProblem(p *corev1.Pod) string {
 	return "not ready"
 }
 
-// pickContainer chooses the container: the asked one, the pod's default
-// (kubectl.kubernetes.io/default-container), or its only app container.
-func pickContainer(p *corev1.Pod, want string) (string, string, error) {
+// pickContainer chooses the container: the one spec asks for, the pod's
+// default (kubectl.kubernetes.io/default-container), or its only app
+// container.
+func pickContainer(p *corev1.Pod, spec TargetSpec) (string, string, error) {
+	want := spec.Container
+	// withContainer is the target naming container c.
+	withContainer := func(c string) string {
+		if spec.Kind == KindPod || spec.Name == "" {
+			return "pod/" + p.Name + "/container/" + c
+		}
+		return string(spec.Kind) + "/" + spec.Name + "/container/" + c
+	}
 	var names, apps []string
 	for _, c := range p.Spec.Containers {
 		names = append(names, c.Name)
@@ -240,8 +258,8 @@ func pickContainer(p *corev1.Pod, want string) (string, string, error) {
 	switch {
 	case want != "":
 		if !contains(names, want) {
-			return "", "", fmt.Errorf("pod %s has no container %q (it has %s): fix the container in the target, e.g. pod/%s/container/%s",
-				p.Name, want, strings.Join(names, ", "), p.Name, names[0])
+			return "", "", fmt.Errorf("pod %s has no container %q (it has %s): fix the container in the target, e.g. %s",
+				p.Name, want, strings.Join(names, ", "), withContainer(names[0]))
 		}
 	case p.Annotations["kubectl.kubernetes.io/default-container"] != "" && contains(names, p.Annotations["kubectl.kubernetes.io/default-container"]):
 		name = p.Annotations["kubectl.kubernetes.io/default-container"]
@@ -250,18 +268,18 @@ func pickContainer(p *corev1.Pod, want string) (string, string, error) {
 	case len(apps) == 1:
 		name = apps[0]
 	default:
-		return "", "", fmt.Errorf("pod %s has several containers (%s) and no default: choose one, e.g. pod/%s/container/%s (or deployment/NAME/container/%s)",
-			p.Name, strings.Join(names, ", "), p.Name, names[0], names[0])
+		return "", "", fmt.Errorf("pod %s has several containers (%s) and no default: choose one, e.g. %s",
+			p.Name, strings.Join(names, ", "), withContainer(names[0]))
 	}
 	for _, cs := range p.Status.ContainerStatuses {
 		if cs.Name == name {
 			if cs.State.Running == nil || cs.ContainerID == "" {
-				return "", "", fmt.Errorf("container %s of pod %s is not running", name, p.Name)
+				return "", "", fmt.Errorf("container %s of pod %s is not running: wait for it, or see why with kubectl describe pod -n %s %s", name, p.Name, p.Namespace, p.Name)
 			}
 			return name, cs.ContainerID, nil
 		}
 	}
-	return "", "", fmt.Errorf("container %s of pod %s has no status yet", name, p.Name)
+	return "", "", fmt.Errorf("container %s of pod %s has no status yet: wait for it to start and try again", name, p.Name)
 }
 
 func contains(xs []string, x string) bool {
@@ -284,11 +302,37 @@ func (r *Resolver) notFound(ctx context.Context, ns string, spec TargetSpec, err
 		return fmt.Errorf("getting %s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
 	}
 	names, _ := r.names(ctx, ns, spec.Kind)
+	if len(names) == 0 {
+		if err := r.missingNamespace(ctx, ns); err != nil {
+			return err
+		}
+	}
 	hint := ""
 	if m := closest(spec.Name, names); len(m) > 0 {
 		hint = fmt.Sprintf(" Did you mean %s?", strings.Join(prefixAll(string(spec.Kind)+"/", m), " or "))
 	}
 	return fmt.Errorf("%s %q not found in namespace %s.%s List the targets with: tether ls -n %s", spec.Kind, spec.Name, ns, hint, ns)
+}
+
+// missingNamespace returns an error naming ns when it does not exist (and
+// close names of namespaces that do), or nil when it exists or cannot be
+// checked (a user may not be allowed to read namespaces).
+func (r *Resolver) missingNamespace(ctx context.Context, ns string) error {
+	_, err := r.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		return nil
+	}
+	hint := ""
+	if l, err := r.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
+		var all []string
+		for _, n := range l.Items {
+			all = append(all, n.Name)
+		}
+		if m := closest(ns, all); len(m) > 0 {
+			hint = fmt.Sprintf(" Did you mean -n %s?", strings.Join(m, " or -n "))
+		}
+	}
+	return fmt.Errorf("namespace %q does not exist: fix -n (or namespace in the config, or the context's namespace).%s kubectl get namespaces lists them", ns, hint)
 }
 
 func prefixAll(p string, xs []string) []string {

@@ -50,6 +50,7 @@ func fixture() *fake.Clientset {
 	jobNew.Name, jobNew.CreationTimestamp = "nightly-2", metav1.NewTime(t0.Add(time.Hour))
 	jobNew.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"job-name": "nightly-2"}}
 	return fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ip-visit-counter", Namespace: "demo"}, Spec: appsv1.DeploymentSpec{Selector: sel}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "scaled-down", Namespace: "demo"}, Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "none"}}}},
 		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "demo"}, Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}}},
@@ -83,7 +84,10 @@ func TestResolve(t *testing.T) {
 		{"deployment/ip-visit-countr", "", "", "Did you mean deployment/ip-visit-counter?"},
 		{"deployment/scaled-down", "", "", "no pods match its selector"},
 		{"pod/not-ready", "", "", "is not ready"},
-		{"pod/ip-visit-counter-b/container/sidecar", "", "", `has no container "sidecar" (it has app)`},
+		{"pod/ip-visit-counter-b/container/sidecar", "", "", `has no container "sidecar" (it has app): fix the container in the target, e.g. pod/ip-visit-counter-b/container/app`},
+		{"deployment/ip-visit-counter/container/sidecar", "", "", `(it has app, istio-proxy): fix the container in the target, e.g. deployment/ip-visit-counter/container/app`},
+		{"statefulset/redis", "", "", "choose one, e.g. statefulset/redis/container/redis"},
+		{"deployment/scaled-down", "", "", "scale it up (kubectl scale deployment/scaled-down -n demo --replicas=1)"},
 	}
 	for _, tt := range tests {
 		spec, err := ParseTarget(tt.target)
@@ -103,6 +107,19 @@ func TestResolve(t *testing.T) {
 		}
 		if got.Pod.Name != tt.wantPod || got.Container != tt.wantContainer || got.ContainerID == "" {
 			t.Errorf("Resolve(%s) = pod %s container %s id %q; want %s/%s", tt.target, got.Pod.Name, got.Container, got.ContainerID, tt.wantPod, tt.wantContainer)
+		}
+	}
+}
+
+// TestResolveMissingNamespace: a target in a namespace that does not exist
+// names the namespace, not just the target.
+func TestResolveMissingNamespace(t *testing.T) {
+	r := &Resolver{Client: fixture()}
+	for _, target := range []string{"deployment/ip-visit-counter", "pod/ip-visit-counter-b"} {
+		spec, _ := ParseTarget(target)
+		_, err := r.Resolve(context.Background(), "dmeo", spec)
+		if want := `namespace "dmeo" does not exist: fix -n (or namespace in the config, or the context's namespace). Did you mean -n demo?`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Resolve(%s) in namespace dmeo = %v, want %q", target, err, want)
 		}
 	}
 }

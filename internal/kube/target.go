@@ -77,14 +77,14 @@ func ParseTarget(s string) (TargetSpec, error) {
 	case len(parts) == 4 && parts[2] == "container":
 		t.Container = parts[3]
 		if err := validName(t.Container); err != nil {
-			return TargetSpec{}, fmt.Errorf("target %q: container: %w", s, err)
+			return TargetSpec{}, fmt.Errorf("target %q: container: %w: write KIND/NAME/container/CONTAINER, e.g. deployment/web/container/app", s, err)
 		}
 	default:
-		return TargetSpec{}, fmt.Errorf("target %q: want KIND/NAME or KIND/NAME/container/CONTAINER", s)
+		return TargetSpec{}, fmt.Errorf("target %q: want KIND/NAME or KIND/NAME/container/CONTAINER, e.g. deployment/web or pod/web-0/container/app", s)
 	}
 	t.Name = parts[1]
 	if err := validName(t.Name); err != nil {
-		return TargetSpec{}, fmt.Errorf("target %q: %w", s, err)
+		return TargetSpec{}, fmt.Errorf("target %q: %w: write KIND/NAME with the object's name, e.g. deployment/web (tether ls lists the targets)", s, err)
 	}
 	return t, nil
 }

@@ -14,13 +14,16 @@ var MinKernel = [2]int{5, 19}
 // parseKernelRelease extracts major.minor from a uname release string such
 // as "6.1.0-18-amd64" or "5.15.0-1051-azure".
 func parseKernelRelease(rel string) (major, minor int, err error) {
+	bad := func() error {
+		return fmt.Errorf("unrecognised kernel release %q: tether needs Linux %d.%d or newer and cannot tell this kernel's version (uname -r should print MAJOR.MINOR...)", rel, MinKernel[0], MinKernel[1])
+	}
 	parts := strings.SplitN(rel, ".", 3)
 	if len(parts) < 2 {
-		return 0, 0, fmt.Errorf("unrecognised kernel release %q", rel)
+		return 0, 0, bad()
 	}
 	major, err = strconv.Atoi(parts[0])
 	if err != nil {
-		return 0, 0, fmt.Errorf("unrecognised kernel release %q", rel)
+		return 0, 0, bad()
 	}
 	i := 0
 	for i < len(parts[1]) && parts[1][i] >= '0' && parts[1][i] <= '9' {
@@ -28,7 +31,7 @@ func parseKernelRelease(rel string) (major, minor int, err error) {
 	}
 	minor, err = strconv.Atoi(parts[1][:i])
 	if err != nil {
-		return 0, 0, fmt.Errorf("unrecognised kernel release %q", rel)
+		return 0, 0, bad()
 	}
 	return major, minor, nil
 }
@@ -54,5 +57,5 @@ func checkActions(avail string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("seccomp user notification is not available (actions: %q): tether needs a kernel built with CONFIG_SECCOMP_FILTER, outside gVisor and without another seccomp supervisor", strings.TrimSpace(avail))
+	return fmt.Errorf("seccomp user notification is not available (actions: %q): tether needs a kernel built with CONFIG_SECCOMP_FILTER; run on a regular Linux kernel, outside gVisor and without another seccomp supervisor", strings.TrimSpace(avail))
 }

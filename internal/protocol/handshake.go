@@ -29,15 +29,18 @@ func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
 	}
 	if err := ReadFrame(conn, &w); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return w, fmt.Errorf("the agent closed the connection during the handshake (is %s a tether-agent?)", conn.RemoteAddr())
+			return w, fmt.Errorf("the agent closed the connection during the handshake (is %s a tether-agent? check the agent address)", conn.RemoteAddr())
 		}
-		return w, fmt.Errorf("reading the agent's welcome: %w", err)
+		return w, fmt.Errorf("reading the agent's welcome from %s: %w (is it a tether-agent? check the agent address)", conn.RemoteAddr(), err)
 	}
 	if w.Error != "" {
+		if w.Version != Version {
+			return w, fmt.Errorf("the agent refused the session: %s (the agent speaks protocol %d, this tether %d: use tether and tether-agent from the same release)", w.Error, w.Version, Version)
+		}
 		return w, fmt.Errorf("the agent refused the session: %s", w.Error)
 	}
-	if err := CheckVersion(w.Version, MinVersion); err != nil {
-		return w, fmt.Errorf("agent protocol: %w", err)
+	if w.Version < MinVersion {
+		return w, fmt.Errorf("the agent speaks protocol %d, but this tether needs %d or newer: the agent comes from an older release; use tether and tether-agent from the same release (agent.image, or the tether-agent at --agent-addr)", w.Version, MinVersion)
 	}
 	return w, nil
 }
@@ -58,8 +61,8 @@ func ServerHandshake(conn net.Conn, decide func(Hello) Welcome) (Hello, Welcome,
 	case h.Magic != Magic:
 		w = Welcome{Error: "not a tether client (bad magic)"}
 	default:
-		if err := CheckVersion(h.Version, h.MinVersion); err != nil {
-			w = Welcome{Error: err.Error()}
+		if msg := refuseVersion(h.Version, h.MinVersion); msg != "" {
+			w = Welcome{Error: msg}
 		} else {
 			w = decide(h)
 		}
@@ -104,4 +107,17 @@ func ReadDatagram(r io.Reader, buf []byte) (int, error) {
 		return 0, fmt.Errorf("reading datagram: %w", err)
 	}
 	return n, nil
+}
+
+// refuseVersion is the agent's refusal of a client speaking protocols
+// [clientMin, clientVersion], or "" when it is compatible. It is written for
+// the user of that client.
+func refuseVersion(clientVersion, clientMin int) string {
+	switch {
+	case clientVersion < MinVersion:
+		return fmt.Sprintf("tether speaks protocol %d, but this agent needs %d or newer: tether comes from an older release; upgrade tether, or use the agent of its release (agent.image)", clientVersion, MinVersion)
+	case clientMin > Version:
+		return fmt.Sprintf("tether needs protocol %d or newer, but this agent speaks %d: the agent comes from an older release; use the agent of tether's release (agent.image), or restart the tether-agent at --agent-addr from that release", clientMin, Version)
+	}
+	return ""
 }

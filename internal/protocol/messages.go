@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -258,17 +257,6 @@ func ErrnoOf(err error) syscall.Errno {
 	// os.Root reports escapes with a plain error; the kernel would say EXDEV
 	// for RESOLVE_BENEATH. Keep EIO as the honest default.
 	return syscall.EIO
-}
-
-// CheckVersion reports whether a peer speaking [min, max] is compatible with us.
-func CheckVersion(peerVersion, peerMin int) error {
-	if peerVersion < MinVersion {
-		return fmt.Errorf("peer speaks protocol %d, this build needs at least %d: upgrade the older side (tether and tether-agent should come from the same release)", peerVersion, MinVersion)
-	}
-	if peerMin > Version {
-		return fmt.Errorf("peer needs protocol %d or newer, this build speaks %d: upgrade the older side (tether and tether-agent should come from the same release)", peerMin, Version)
-	}
-	return nil
 }
 
 // Intersect returns the capabilities both lists contain, in a's order.

@@ -81,8 +81,8 @@ func TestHandshake(t *testing.T) {
 	}{
 		{"ok", nil, "", ""},
 		{"refused", nil, "token mismatch", "token mismatch"},
-		{"too new", func(h *Hello) { h.MinVersion = Version + 1 }, "", "upgrade the older side"},
-		{"too old", func(h *Hello) { h.Version = MinVersion - 1 }, "", "upgrade the older side"},
+		{"too new", func(h *Hello) { h.MinVersion = Version + 1 }, "", "the agent comes from an older release; use the agent of tether's release"},
+		{"too old", func(h *Hello) { h.Version = MinVersion - 1 }, "", "tether comes from an older release; upgrade tether"},
 		{"bad magic", func(h *Hello) { h.Magic = "http" }, "", "not a tether client"},
 	}
 	for _, tt := range tests {
@@ -126,6 +126,38 @@ func TestHandshake(t *testing.T) {
 			}
 			if serr == nil {
 				t.Fatal("server accepted a refused client")
+			}
+		})
+	}
+}
+
+// TestClientHandshakeVersion: the client names an agent of another
+// release and what to do, whether the agent answers or refuses.
+func TestClientHandshakeVersion(t *testing.T) {
+	tests := []struct {
+		name    string
+		welcome Welcome
+		wantErr string
+	}{
+		{"older agent", Welcome{Version: MinVersion - 1}, "the agent speaks protocol 0, but this tether needs 1 or newer: the agent comes from an older release"},
+		{"newer agent refuses", Welcome{Version: Version + 1, Error: "go away"}, "the agent refused the session: go away (the agent speaks protocol 2, this tether 1: use tether and tether-agent from the same release)"},
+		{"refusal, same release", Welcome{Version: Version, Error: "go away"}, "the agent refused the session: go away"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := net.Pipe()
+			defer c.Close()
+			defer s.Close()
+			go func() {
+				var h Hello
+				if ReadFrame(s, &h) == nil {
+					WriteFrame(s, tt.welcome)
+				}
+			}()
+			_, err := ClientHandshake(c, Hello{})
+			// Only an agent of another release gets the protocol numbers.
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) || (tt.welcome.Version == Version) != !strings.Contains(err.Error(), "protocol") {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
 	}
