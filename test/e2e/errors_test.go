@@ -1,124 +1,14 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// TestErrors provokes tether's user-facing errors on the real cluster: a
-// misspelt target, a user whose RBAC lacks what tether needs, a missing
-// Kubernetes context, a cluster without Argo Rollouts. Each fails with
-// exit code 1 (2 for configuration mistakes), says what to do, and leaves
-// no agent behind.
-func TestErrors(t *testing.T) {
-	requireE2E(t)
-	ns := newNamespace(t, "e2e-errors", nil)
-	apply(t, []byte(deploymentYAML(ns, "ip-info", "errors", false)))
-	waitDeployments(t, ns, 2*time.Minute)
-	pod := onePod(t, ns, "app=ip-info")
-	dir := t.TempDir()
-	cfg := agentConfig(t, dir)
-
-	t.Run("unknown_target", func(t *testing.T) {
-		out, errOut, code := runTether(t, dir, time.Minute, "exec", "-f", cfg, "-n", ns, "-t", "deployment/ip-infoo", "--", "printenv", "MARKER")
-		if code != 1 || out != "" {
-			t.Fatalf("exit %d, stdout %q, want exit 1 and no output\nstderr:\n%s", code, out, errOut)
-		}
-		for _, want := range []string{`deployment "ip-infoo" not found in namespace ` + ns, "Did you mean deployment/ip-info?", "tether ls -n " + ns} {
-			if !strings.Contains(errOut, want) {
-				t.Errorf("stderr does not say %q:\n%s", want, errOut)
-			}
-		}
-		if jobs := agentJobs(t, ns); len(jobs) != 0 {
-			t.Errorf("agent jobs %v were created for a target that does not exist", jobs)
-		}
-	})
-
-	t.Run("rbac_forbidden", func(t *testing.T) {
-		// A ServiceAccount that may only get and list pods.
-		apply(t, []byte(fmt.Sprintf(`apiVersion: v1
-kind: ServiceAccount
-metadata: {name: pod-reader, namespace: %[1]s}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: pod-reader, namespace: %[1]s}
-rules:
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: pod-reader, namespace: %[1]s}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
-subjects:
-- {kind: ServiceAccount, name: pod-reader, namespace: %[1]s}
-`, ns)))
-		kc := limitedKubeconfig(t, dir, ns, "pod-reader")
-		// RBAC may take a moment to see the new binding: wait until the
-		// pods are readable with the token.
-		waitAllowed(t, kc, ns)
-		for _, c := range []struct {
-			args []string
-			want string
-		}{
-			// Resolving a deployment needs to get deployments.
-			{[]string{"exec", "-f", cfg, "-t", "deployment/ip-info", "--", "printenv", "MARKER"}, "your Kubernetes user may not get deployments in namespace " + ns + " (RBAC forbidden)"},
-			// A pod resolves; starting the agent needs to create pods.
-			{[]string{"exec", "-f", cfg, "-t", "pod/" + pod.Name, "--", "printenv", "MARKER"}, "your Kubernetes user may not create pods in namespace " + ns + " (RBAC forbidden)"},
-			{[]string{"exec", "-f", cfg, "--ephemeral", "-t", "pod/" + pod.Name, "--", "printenv", "MARKER"}, "your Kubernetes user may not create pods/ephemeralcontainers in namespace " + ns + " (RBAC forbidden)"},
-			{[]string{"ls"}, "your Kubernetes user may not list deployments in namespace " + ns + " (RBAC forbidden)"},
-		} {
-			// The context's namespace is ns: no -n.
-			out, errOut, code := runTetherEnv(t, dir, time.Minute, []string{"KUBECONFIG=" + kc}, c.args...)
-			if code != 1 || out != "" || !strings.Contains(errOut, c.want) {
-				t.Errorf("tether %s: exit %d, stdout %q, want exit 1 and %q\nstderr:\n%s", strings.Join(c.args, " "), code, out, c.want, errOut)
-			}
-		}
-		if jobs := agentJobs(t, ns); len(jobs) != 0 {
-			t.Errorf("agent jobs %v exist after the forbidden attempts", jobs)
-		}
-		if p := getPod(t, ns, pod.Name); len(p.Spec.EphemeralContainers) != 0 {
-			t.Errorf("ephemeral containers were added by a user who may not: %v", p.Spec.EphemeralContainers)
-		}
-	})
-
-	t.Run("no_kube_context", func(t *testing.T) {
-		missing := filepath.Join(dir, "missing", "kubeconfig")
-		out, errOut, code := runTetherEnv(t, dir, time.Minute, []string{"KUBECONFIG=" + missing, "HOME=" + dir}, "exec", "-f", cfg, "-t", "deployment/ip-info", "--", "printenv", "MARKER")
-		if code != 2 || out != "" || !strings.Contains(errOut, "no Kubernetes context") {
-			t.Fatalf("with KUBECONFIG=%s: exit %d, stdout %q, want exit 2 and \"no Kubernetes context\"\nstderr:\n%s", missing, code, out, errOut)
-		}
-	})
-
-	t.Run("scaled_to_zero", func(t *testing.T) {
-		apply(t, []byte(strings.Replace(deploymentYAML(ns, "idle", "idle", false), "replicas: 1", "replicas: 0", 1)))
-		_, errOut, code := runTether(t, dir, time.Minute, "exec", "-f", cfg, "-n", ns, "-t", "deployment/idle", "--", "printenv", "MARKER")
-		if want := "deployment/idle in namespace " + ns + `: no pods match its selector "app=idle" (is it scaled to zero?)`; code != 1 || !strings.Contains(errOut, want) {
-			t.Fatalf("exit %d, want 1 and %q\nstderr:\n%s", code, want, errOut)
-		}
-	})
-
-	t.Run("no_argo_rollouts", func(t *testing.T) {
-		if _, err := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}).
-			Get(context.Background(), "rollouts.argoproj.io", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Skipf("this cluster has Argo Rollouts' CRD (or: %v)", err)
-		}
-		_, errOut, code := runTether(t, dir, time.Minute, "exec", "-f", cfg, "-n", ns, "-t", "rollout/ip-info", "--", "printenv", "MARKER")
-		if code != 1 || !strings.Contains(errOut, "this cluster has no Argo Rollouts") {
-			t.Fatalf("exit %d, want 1 and \"this cluster has no Argo Rollouts\"\nstderr:\n%s", code, errOut)
-		}
-	})
-}
+// The user errors that need a cluster are the rows of TestCatalogue
+// (catalogue_test.go); the tests here provoke the agent's own start-up
+// errors, which need more than one run each.
 
 // waitAllowed waits until the kubeconfig kc may list the pods of ns.
 func waitAllowed(t *testing.T, kc, ns string) {
