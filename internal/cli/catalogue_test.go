@@ -87,12 +87,18 @@ func TestCatalogue(t *testing.T) {
 	fx := newCatalogueFixture(t)
 	rows := catalogueRows()
 	docs := readDocs(t)
+	// On a machine that cannot run the supervisor, tether exec stops at
+	// that check (MACHINE-* rows) before the errors of later rows.
+	machineErr := layer.Check()
 	for i, r := range rows {
 		t.Run(fmt.Sprintf("%02d_%s/%s", i, r.id, r.name), func(t *testing.T) {
 			if !strings.Contains(docs, "`"+r.id+"`") {
 				t.Errorf("docs/errors.md does not list %s", r.id)
 			}
 			code, stdout, stderr := fx.run(t, r)
+			if machineErr != nil && strings.Contains(stderr, machineErr.Error()) {
+				t.Skipf("this machine cannot run tether exec: %v", machineErr)
+			}
 			if strings.Contains(stdout+stderr, "panic:") || strings.Contains(stdout+stderr, "goroutine ") {
 				t.Fatalf("tether panicked:\n%s%s", stdout, stderr)
 			}
@@ -441,7 +447,7 @@ func catalogueRows() []catalogueRow {
 		catalogueRow{id: "CLI-BAD-FLAG-VALUE", name: "flag without its value", args: []string{"exec", "-n"}, code: 2,
 			problem: []string{"flag needs an argument: 'n' in -n"}, fix: []string{"(see --help)"}},
 		catalogueRow{id: "CLI-BAD-FLAG-VALUE", name: "progress mode", args: []string{"exec", "--progress", "fancy", "--agent-addr", "127.0.0.1:1", "--", "true"}, code: 2,
-			problem: []string{`"fancy"`}, fix: []string{"want tty, plain, json or off"}},
+			problem: []string{`--progress "fancy"`}, fix: []string{"want tty, plain, json or off"}},
 		catalogueRow{id: "CLI-BAD-FLAG-VALUE", name: "ls output format", args: []string{"ls", "-o", "yaml"}, code: 2,
 			problem: []string{`-o "yaml"`}, fix: []string{"want json or text"}},
 		catalogueRow{id: "CLI-NO-COMMAND", name: "exec without a command", args: []string{"exec", "--agent-addr", "127.0.0.1:1"}, code: 2,
