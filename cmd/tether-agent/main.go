@@ -238,9 +238,23 @@ func worker(o options, stdout, stderr io.Writer) int {
 			stop()
 		}()
 	}
+	go func() {
+		// Whatever holds up the orderly shutdown (a namespace being torn
+		// down under a netlink call, a client that does not read), the
+		// agent goes: its redirect table is owned by its netlink socket
+		// and goes with it, and its clients see their connections reset.
+		<-ctx.Done()
+		time.Sleep(shutdownLimit)
+		log.Warn("the shutdown takes too long; exiting now", "limit", shutdownLimit.String())
+		os.Exit(0)
+	}()
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1
 	}
 	return 0
 }
+
+// shutdownLimit bounds the worker's shutdown (the Job's pods get 5 s
+// between SIGTERM and SIGKILL).
+const shutdownLimit = 3 * time.Second

@@ -119,6 +119,7 @@ if command -v nft >/dev/null; then # kube-proxy's nftables mode, should anyone s
 fi
 if [ -f "$S/guard-if" ]; then
   while iptables -t mangle -D FORWARD -o "$(cat "$S/guard-if")" -m comment --comment tether-cluster-guard -j DROP 2>/dev/null; do :; done
+  while iptables -D OUTPUT -o "$(cat "$S/guard-if")" -d "$SERVICE_CIDR" -m comment --comment tether-cluster-guard -j REJECT 2>/dev/null; do :; done
   rm -f "$S/guard-if"
 fi
 # iptables-nft leaves behind the (now empty) tables it created: delete those
@@ -134,8 +135,9 @@ if [ -f "$S/nft-tables.orig" ] && command -v nft >/dev/null; then
   rm -f "$S/nft-tables.orig"
 fi
 
-# 7. Node IP, sysctls, cgroups.
+# 7. Node IP, the pod range's unreachable route, sysctls, cgroups.
 ip addr del "$NODE_IP/32" dev lo 2>/dev/null
+ip route del unreachable "$POD_CIDR" 2>/dev/null
 if [ -f "$S/sysctl.orig" ]; then
   while IFS='=' read -r k v; do
     [ "$(sysctl -n "$k" 2>/dev/null)" = "$v" ] || sysctl -qw "$k=$v"
@@ -172,6 +174,7 @@ for ipt in iptables ip6tables; do
   done
 done
 ip -4 addr show dev lo | grep -q " $NODE_IP/32 " && problems+=("$NODE_IP still on lo")
+ip -4 route show type unreachable | grep -q "^unreachable $POD_CIDR" && problems+=("route unreachable $POD_CIDR left")
 ls -d /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods >/dev/null 2>&1 && problems+=("kubepods cgroups left")
 if [ ${#problems[@]} -gt 0 ]; then
   for p in "${problems[@]}"; do log "NOT CLEAN: $p"; done

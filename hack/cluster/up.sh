@@ -81,12 +81,22 @@ fi
 sysctl -qw net.ipv4.ip_forward=1
 # The node IP is a /32 on lo (this kernel has no dummy interface).
 ip -4 addr show dev lo | grep -q " $NODE_IP/32 " || ip addr add "$NODE_IP/32" dev lo
+# Pod addresses without a pod (one just deleted, one not yet made) are
+# unreachable: without this, the host's own packets to them (tests, the
+# kubelet's probes) would follow the default route out of the machine, as
+# the ptp plugin routes each pod by a /32 of its own.
+ip route replace unreachable "$POD_CIDR"
 # Guard: nothing routed from the pods may leave through the uplink. The pods
 # have no NAT to the outside and CoreDNS no upstream either; this makes sure.
 uplink=$(ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i+1); exit}}')
 if [ -n "$uplink" ]; then
   guard=(FORWARD -o "$uplink" -m comment --comment tether-cluster-guard -j DROP)
   iptables -t mangle -C "${guard[@]}" 2>/dev/null || iptables -t mangle -I "${guard[@]}"
+  # Nor the host's own packets to a Service address that kube-proxy did
+  # not translate (a Service without endpoints for an instant): refused
+  # here, as kube-proxy itself does, instead of leaving the machine.
+  guard=(OUTPUT -o "$uplink" -d "$SERVICE_CIDR" -m comment --comment tether-cluster-guard -j REJECT)
+  iptables -C "${guard[@]}" 2>/dev/null || iptables -I "${guard[@]}"
   echo "$uplink" > "$S/guard-if"
 fi
 

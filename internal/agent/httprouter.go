@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
@@ -52,7 +53,7 @@ func newHTTPRouter(in *incoming) *httpRouter {
 		ErrorLog:  log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if rc, ok := c.(*routedConn); ok {
-				rc.state = &connState{router: r, client: rc.client, dst: rc.dst}
+				rc.state = &connState{router: r, raw: rc.raw, client: rc.client, dst: rc.dst}
 				return context.WithValue(ctx, connKey{}, rc.state)
 			}
 			return ctx
@@ -78,6 +79,7 @@ func (r *httpRouter) close() { r.srv.Close() }
 // connection on each side and keep-alive works end to end.
 type connState struct {
 	router      *httpRouter
+	raw         *net.TCPConn
 	client, dst netip.AddrPort
 
 	mu         sync.Mutex
@@ -171,6 +173,13 @@ func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr f
 		onErr = func(w http.ResponseWriter, _ *http.Request, err error) {
 			if !errors.Is(err, context.Canceled) {
 				r.in.log.Warn("passing a request through to the app failed", "dst", cs.dst.String(), "err", err)
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) && !h2 {
+				// The app is gone (its container is stopping): reset the
+				// client's connection, as the kernel would without tether,
+				// rather than answer for the app.
+				cs.raw.SetLinger(0)
+				panic(http.ErrAbortHandler)
 			}
 			w.WriteHeader(http.StatusBadGateway)
 		}

@@ -270,7 +270,7 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, client, dst netip.
 	cancel()
 	if err != nil {
 		in.log.Warn("passing a connection through to the app failed", "dst", dst.String(), "err", err)
-		conn.Close()
+		resetConn(conn)
 		return
 	}
 	if len(prefix) > 0 {
@@ -509,3 +509,13 @@ func (c closeWriteAdapter) CloseWrite() error {
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 var httpMethods = []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}
+
+// resetConn closes a client connection with a reset, as the kernel answers
+// a connection to a port nobody listens on: the client sees the failure it
+// would see without tether (the app is gone), not a hang nor an answer.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}

@@ -54,6 +54,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if port := os.Getenv(localServerEnv); port != "" {
+		runLocalServer(port) // the fault tests' local app, run under tether
+	}
 	if os.Getenv("TETHER_E2E") != "1" {
 		fmt.Println("e2e: skipped (set TETHER_E2E=1 with a cluster up: make test does both)")
 		os.Exit(m.Run())
@@ -247,10 +250,16 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // at the end of the test.
 func startTether(t *testing.T, dir string, args ...string) *tetherProc {
 	t.Helper()
+	return startTetherEnv(t, dir, nil, args...)
+}
+
+// startTetherEnv is startTether with env added to the environment.
+func startTetherEnv(t *testing.T, dir string, env []string, args ...string) *tetherProc {
+	t.Helper()
 	p := &tetherProc{done: make(chan struct{})}
 	p.cmd = exec.Command(tetherBin, args...)
 	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	p.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
 	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,0 +1,468 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tether-dev/tether/internal/cri"
+)
+
+// localServerEnv makes the test binary a tiny HTTP server (the developer's
+// local app in the fault tests): it listens on the port in the variable and
+// answers every request with "local".
+const localServerEnv = "TETHER_E2E_LOCAL_SERVER"
+
+// runLocalServer is called by TestMain when localServerEnv is set.
+func runLocalServer(port string) {
+	err := http.ListenAndServe(":"+port, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "local\n")
+	}))
+	fmt.Fprintln(os.Stderr, "local server:", err)
+	os.Exit(1)
+}
+
+// load sends unmatched requests (no filter header) to a URL the whole time,
+// a new connection each, and counts what fails, telling the kernel's own
+// connection errors (a reset of a connection the dying agent held, a SYN
+// that met no listener for an instant, a deleted pod's address that the
+// Service still sends to for a moment) from everything else (timeouts,
+// wrong answers, errors from the agent).
+type load struct {
+	url, want string
+	sent      atomic.Int64
+	resets    atomic.Int64
+	mu        sync.Mutex
+	failures  []string // not resets
+	stop      chan struct{}
+	done      sync.WaitGroup
+}
+
+func startLoad(t *testing.T, url, want string) *load {
+	l := &load{url: url, want: want, stop: make(chan struct{})}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 2 {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				l.sent.Add(1)
+				body, err := get(c, l.url, "")
+				switch {
+				case err != nil && isReset(err):
+					l.resets.Add(1)
+				case err != nil:
+					l.fail("%s: %v", time.Now().Format("15:04:05.000"), err)
+				case !strings.Contains(body, l.want):
+					l.fail("%s: answer %q, want %q", time.Now().Format("15:04:05.000"), body, l.want)
+				}
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *load) fail(format string, args ...any) {
+	l.mu.Lock()
+	l.failures = append(l.failures, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *load) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.done.Wait()
+}
+
+// result stops the load and returns sent, reset and failed counts and the
+// first failures.
+func (l *load) result() (sent, resets int64, failed []string) {
+	l.end()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent.Load(), l.resets.Load(), l.failures
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE)
+}
+
+// get sends one GET (with the filter header when user is set) and returns
+// the body.
+func get(c *http.Client, url, user string) (string, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", err
+	}
+	if user != "" {
+		req.Header.Set("x-tether-user", user)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %q (headers %v)", resp.Status, b, resp.Header)
+	}
+	return string(b), nil
+}
+
+// waitAnswer waits until a request with the filter header gets want.
+func waitAnswer(t *testing.T, url, user, want string, timeout time.Duration, p *tetherProc) time.Duration {
+	t.Helper()
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	start := time.Now()
+	var last string
+	for time.Since(start) < timeout {
+		body, err := get(c, url, user)
+		if err == nil && strings.Contains(body, want) {
+			return time.Since(start)
+		}
+		last = fmt.Sprintf("%q %v", body, err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no %q answer to x-tether-user: %s within %v (last: %s)\ntether's stderr:\n%s", want, user, timeout, last, p.Stderr())
+	return 0
+}
+
+// containerPID finds the main process of a pod's container on this node
+// (the local cluster's node is this machine).
+func containerPID(t *testing.T, p *corev1.Pod, container string) int {
+	t.Helper()
+	for _, cs := range append(p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses...) {
+		if cs.Name == container && cs.ContainerID != "" {
+			pid, err := cri.FindPID("/proc", cs.ContainerID)
+			if err != nil {
+				t.Fatalf("finding container %s of pod %s: %v", container, p.Name, err)
+			}
+			return pid
+		}
+	}
+	t.Fatalf("pod %s has no running container %s", p.Name, container)
+	return 0
+}
+
+// netfilterLeftovers lists tether's nftables tables and policy routing
+// rules in the network namespace of process pid.
+func netfilterLeftovers(t *testing.T, pid int) []string {
+	t.Helper()
+	var left []string
+	out, err := exec.Command("nsenter", "-t", fmt.Sprint(pid), "-n", "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables in the target's namespace: %v\n%s", err, out)
+	}
+	for _, l := range lines(string(out)) {
+		if strings.Contains(l, "tether-") {
+			left = append(left, "nft: "+l)
+		}
+	}
+	out, err = exec.Command("nsenter", "-t", fmt.Sprint(pid), "-n", "ip", "rule").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip rule in the target's namespace: %v\n%s", err, out)
+	}
+	for _, l := range lines(string(out)) {
+		if strings.Contains(l, "0x7e7e") {
+			left = append(left, "ip rule: "+l)
+		}
+	}
+	return left
+}
+
+// killContainer SIGKILLs every process of the pod's container at once (as
+// the OOM killer does with a container's memory.oom.group): the processes
+// in the same cgroups as the container's main process.
+func killContainer(t *testing.T, p *corev1.Pod, container string) {
+	t.Helper()
+	main := containerPID(t, p, container)
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", main))
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	var pids []int
+	for _, f := range procs {
+		if b, err := os.ReadFile(f); err == nil && string(b) == string(cg) {
+			var pid int
+			fmt.Sscanf(f, "/proc/%d/cgroup", &pid)
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) < 2 {
+		t.Fatalf("found %v in the agent container's cgroups, want its parent and worker", pids)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// faultRow is one line of the fault table printed at the end.
+type faultRow struct {
+	fault              string
+	sent, resets       int64
+	failed             int
+	recovery, leftover string
+}
+
+// TestFaults: faults during a session that steals filtered requests, with
+// unmatched requests sent to the target's Service the whole time. The
+// unmatched requests must keep being answered by the deployed app (only
+// the kernel's own connection resets may fail them), the session must
+// come back (filtered requests answered by the local app again) where
+// that is possible, and nothing may be left behind: no agent pod or Job,
+// no tether table or rule in the target's network namespace.
+func TestFaults(t *testing.T) {
+	requireE2E(t)
+	ns := newNamespace(t, "e2e-faults", nil)
+	apply(t, []byte(deploymentYAML(ns, "web", "faults", false)))
+	waitDeployments(t, ns, 2*time.Minute)
+	url := serviceURL(t, ns, "web") + "/10.1.2.3"
+	const remote = "private network (cluster)"
+	dir := t.TempDir()
+	cfg := agentConfig(t, dir, "  session_grace: 5s", `incoming:
+  mode: steal
+  http_filter:
+    header_filter: "^x-tether-user: fault$"`)
+	var rows []faultRow
+	t.Cleanup(func() {
+		var b strings.Builder
+		fmt.Fprintf(&b, "\nfault table:\n| fault | unmatched sent | kernel resets/unreachable | other failures | session | leftovers |\n|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s |\n", r.fault, r.sent, r.resets, r.failed, r.recovery, r.leftover)
+		}
+		t.Log(b.String())
+	})
+
+	// A failed fault test shows what the agents said.
+	logsOnFailure := func(t *testing.T) {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			pods, _ := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: agentSelector})
+			for _, p := range pods.Items {
+				b, err := client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(context.Background())
+				t.Logf("logs of agent pod %s (%s): %v\n%s", p.Name, p.Status.Phase, err, b)
+			}
+		})
+	}
+	// start runs a session with the local server on the app's port and
+	// waits until it steals.
+	start := func(t *testing.T, cfg string) *tetherProc {
+		t.Helper()
+		logsOnFailure(t)
+		p := startTetherEnv(t, dir, []string{localServerEnv + "=8080"}, "exec", "-f", cfg, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", os.Args[0])
+		p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
+		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
+		return p
+	}
+	targetPod := func(t *testing.T) *corev1.Pod {
+		return &waitPodsReady(t, ns, "app=web", 1, 2*time.Minute)[0]
+	}
+	agentPod := func(t *testing.T) *corev1.Pod {
+		pods := agentPods(t, ns)
+		if len(pods) != 1 {
+			t.Fatalf("agent pods %v, want one", podNames(pods))
+		}
+		return &pods[0]
+	}
+	// finish checks the load and that nothing is left once the session
+	// has ended.
+	finish := func(t *testing.T, fault string, l *load, p *tetherProc, recovery string) {
+		t.Helper()
+		if p != nil {
+			p.stop(t)
+		}
+		sent, resets, failed := l.result()
+		row := faultRow{fault: fault, sent: sent, resets: resets, failed: len(failed), recovery: recovery, leftover: "none"}
+		left := leftovers(t, ns, 90*time.Second)
+		left = append(left, runningEphemeral(t, ns)...)
+		left = append(left, netfilterLeftovers(t, containerPID(t, targetPod(t), "app"))...)
+		if len(left) > 0 {
+			row.leftover = strings.Join(left, "; ")
+			t.Errorf("left behind after %s: %v", fault, left)
+		}
+		rows = append(rows, row)
+		t.Logf("%s: %d unmatched requests, %d kernel resets, %d other failures", fault, sent, resets, len(failed))
+		if len(failed) > 0 {
+			t.Errorf("%d unmatched requests failed other than by a connection reset during %s, e.g. %v", len(failed), fault, failed[:min(len(failed), 5)])
+		}
+		if sent < 50 {
+			t.Errorf("the load generator sent only %d requests", sent)
+		}
+	}
+
+	t.Run("cli_sigkill", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		waitExit(t, p, 10*time.Second)
+		// The session is detached: filtered requests go to the app now.
+		waitAnswer(t, url, "fault", remote, 10*time.Second, p)
+		time.Sleep(2 * time.Second)
+		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app")
+	})
+
+	t.Run("agent_sigkill", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		old := agentPod(t)
+		fault := time.Now()
+		killContainer(t, old, "agent")
+		p.waitStderr(t, "subscribing the program's ports again", 90*time.Second)
+		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
+		took := time.Since(fault)
+		time.Sleep(2 * time.Second)
+		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)))
+	})
+
+	t.Run("agent_pod_deleted", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		old := agentPod(t)
+		fault := time.Now()
+		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p.waitStderr(t, "subscribing the program's ports again", 90*time.Second)
+		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
+		took := time.Since(fault)
+		time.Sleep(2 * time.Second)
+		if cur := agentPod(t); cur.Name == old.Name {
+			t.Errorf("still agent pod %s after deleting it", old.Name)
+		}
+		finish(t, "agent pod deleted", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)))
+	})
+
+	t.Run("tunnel_cut", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		// Destroy tether's TCP connections to the API server (the
+		// port-forward's tunnel among them), as a network blip does.
+		host := strings.TrimPrefix(strings.TrimPrefix(restCfg.Host, "https://"), "http://")
+		_, port, err := net.SplitHostPort(host)
+		if err != nil {
+			t.Fatalf("API server address %q: %v", restCfg.Host, err)
+		}
+		fault := time.Now()
+		cutTCP(t, p.cmd.Process.Pid, port)
+		p.waitStderr(t, "resumed", 60*time.Second)
+		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
+		took := time.Since(fault)
+		time.Sleep(2 * time.Second)
+		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)))
+	})
+
+	t.Run("target_pod_deleted_without_tether", func(t *testing.T) {
+		// The baseline for the next fault: what deleting the pod costs
+		// the Service's clients with no tether at all.
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		old := targetPod(t)
+		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if cur := targetPod(t); cur.Name == old.Name {
+			t.Fatalf("the target pod %s was not replaced", old.Name)
+		}
+		time.Sleep(2 * time.Second)
+		finish(t, "target pod deleted, no tether (baseline)", l, nil, "-")
+	})
+
+	t.Run("target_pod_deleted", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		old := targetPod(t)
+		fault := time.Now()
+		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p.waitStderr(t, "the target pod "+old.Name+" is gone; re-attaching", 2*time.Minute)
+		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
+		waitAnswer(t, url, "fault", "local", time.Minute, p)
+		took := time.Since(fault)
+		time.Sleep(2 * time.Second)
+		if cur := targetPod(t); cur.Name == old.Name {
+			t.Fatalf("the target pod %s was not replaced", old.Name)
+		}
+		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)))
+	})
+
+	t.Run("agent_oom", func(t *testing.T) {
+		// An agent limited to less memory than it needs is OOM-killed as
+		// it starts: tether must say so, with the fix, and leave nothing.
+		oom := agentConfig(t, t.TempDir(), "  memory_limit: 4Mi")
+		l := startLoad(t, url, remote)
+		_, errOut, code := runTetherEnv(t, dir, 2*time.Minute, []string{"KUBECONFIG=" + kubeconfig}, "exec", "-f", oom, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", "true")
+		if code == 0 || !strings.Contains(errOut, "raise agent.memory_limit") {
+			t.Errorf("with a 4Mi agent: exit %d, want a failure saying to raise agent.memory_limit\n%s", code, errOut)
+		}
+		finish(t, "agent OOM-killed (memory_limit 4Mi)", l, nil, "refused with \"raise agent.memory_limit\"")
+	})
+}
+
+// cutTCP destroys process pid's TCP connections to port (ss -K, which
+// uses the kernel's SOCK_DESTROY: both ends see the connection die).
+func cutTCP(t *testing.T, pid int, port string) {
+	t.Helper()
+	out, err := exec.Command("ss", "-tnpH", "dport", "= :"+port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v\n%s", err, out)
+	}
+	cut := 0
+	for _, l := range lines(string(out)) {
+		if !strings.Contains(l, fmt.Sprintf("pid=%d,", pid)) {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		_, sport, err := net.SplitHostPort(f[3])
+		if err != nil {
+			continue
+		}
+		if b, err := exec.Command("ss", "-K", "-tn", "sport", "= :"+sport, "dport", "= :"+port).CombinedOutput(); err != nil {
+			t.Fatalf("ss -K: %v\n%s", err, b)
+		}
+		cut++
+	}
+	if cut == 0 {
+		t.Fatalf("tether (pid %d) has no connection to port %s:\n%s", pid, port, out)
+	}
+}
