@@ -187,6 +187,7 @@ var coveredElsewhere = []struct{ id, file, test string }{
 	{"INCOMING-STOLEN", "test/integration/incoming_test.go", "TestIncomingStealAll"},
 	{"INCOMING-OVERLAP", "test/integration/incoming_test.go", "TestIncomingOverlappingFilters"},
 	{"RECONNECT", "internal/session/reconnect_test.go", "TestSessionResumesAfterTunnelDrop"},
+	{"REATTACH", "test/e2e/faults_test.go", "TestFaults"},
 }
 
 // TestCatalogueCoveredElsewhere: the tests named for the entries covered
@@ -458,9 +459,10 @@ func catalogueRows() []catalogueRow {
 			problem: []string{"nothing to run against"}, fix: []string{"-t deployment/NAME"}},
 		catalogueRow{id: "CLI-VERIFY-NO-FILE", name: "config verify without a file", args: []string{"config", "verify"}, code: 2,
 			problem: []string{"config verify needs a file"}, fix: []string{"tether config verify -f FILE"}},
-		catalogueRow{id: "AGENT-ADDR-SYNTAX", name: "agent address without a port", args: []string{"exec", "--agent-addr", "agent.local", "--", "true"}, code: 1,
-			problem: []string{"agent.local", "missing port in address"}, fix: []string{"HOST:PORT"},
-			pending: "internal/cli/exec.go runExec: check --agent-addr like agent.address (net.SplitHostPort) and return a UsageError (exit 2): `--agent-addr \"agent.local\": want HOST:PORT such as 10.0.0.5:7777`"},
+		catalogueRow{id: "AGENT-ADDR-SYNTAX", name: "agent address without a port", args: []string{"exec", "--agent-addr", "agent.local", "--", "true"}, code: 2,
+			problem: []string{`--agent-addr "agent.local"`}, fix: []string{"want HOST:PORT"}},
+		catalogueRow{id: "CLI-CONFLICT", name: "--agent-addr with a target", args: []string{"exec", "--agent-addr", "127.0.0.1:1", "-t", "deployment/web", "--", "true"}, code: 2,
+			problem: []string{"--agent-addr and -t/--ephemeral cannot be used together"}, fix: []string{"drop one"}},
 	)
 
 	// ---- Config files: where they are, their syntax ----
@@ -634,15 +636,12 @@ func catalogueRows() []catalogueRow {
 			env: map[string]string{"KUBECONFIG": "{dir}/empty.kubeconfig"}, code: 2,
 			problem: []string{"no Kubernetes context"}, fix: []string{"set KUBECONFIG or pass --kubeconfig/--context"}},
 		catalogueRow{id: "KUBE-NO-CONTEXT", name: "--kubeconfig names no file", args: []string{"exec", "-t", "deployment/web", "--kubeconfig", "nope.kubeconfig", "--", "true"}, code: 2,
-			problem: []string{"nope.kubeconfig", "no such file or directory"}, fix: []string{"check --kubeconfig"},
-			pending: "internal/cli/kube.go newKubeClients: for a missing --kubeconfig file say `--kubeconfig nope.kubeconfig: no such file: check --kubeconfig (or KUBECONFIG)` instead of `loading the Kubernetes configuration: stat nope.kubeconfig: no such file or directory`"},
+			problem: []string{"nope.kubeconfig", "no such file"}, fix: []string{"check --kubeconfig"}},
 		catalogueRow{id: "KUBE-BAD-CONTEXT", name: "--context names no context", args: []string{"exec", "-t", "deployment/web", "--kubeconfig", "kubeconfig", "--context", "prod", "--", "true"}, files: closedKC, code: 2,
-			problem: []string{`context "prod" does not exist`}, fix: []string{"kubectl config get-contexts"},
-			pending: "internal/cli/kube.go newKubeClients: append the fix to a missing context, e.g. `context \"prod\" does not exist in the kubeconfig: kubectl config get-contexts lists the contexts`"},
+			problem: []string{`context "prod" does not exist`}, fix: []string{"kubectl config get-contexts"}},
 		catalogueRow{id: "KUBE-BAD-KUBECONFIG", name: "malformed kubeconfig", args: []string{"exec", "-t", "deployment/web", "--kubeconfig", "bad.kubeconfig", "--", "true"},
 			files: map[string]string{"bad.kubeconfig": "apiVersion: v1\nclusters: [\n"}, code: 2,
-			problem: []string{"bad.kubeconfig", "yaml: line"}, fix: []string{"fix the kubeconfig"},
-			pending: "internal/cli/kube.go newKubeClients: for a kubeconfig that does not parse add `: fix the kubeconfig, or point --kubeconfig/KUBECONFIG at another`"},
+			problem: []string{"bad.kubeconfig", "yaml: line"}, fix: []string{"fix the kubeconfig"}},
 		catalogueRow{id: "KUBE-UNREACHABLE", name: "exec, closed port", args: []string{"exec", "-t", "deployment/web", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 1,
 			problem: []string{"the Kubernetes API server at https://{closed} does not answer", "connection refused"}, fix: []string{"check the context (kubectl config current-context) and your network"}},
 		catalogueRow{id: "KUBE-UNREACHABLE", name: "ls, closed port", args: []string{"ls"}, files: closedKC, env: map[string]string{"KUBECONFIG": "{dir}/kubeconfig"}, code: 1,

@@ -96,7 +96,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if f.quiet {
 		mode = progress.ModeOff
 	}
-	pw := progress.New(streams.Err, mode, streams.In != nil && isTerminal(streams.In))
+	// Animate only when stderr itself is a terminal (not 2>log).
+	errFile, ok := streams.Err.(*os.File)
+	pw := progress.New(streams.Err, mode, ok && isTerminal(errFile))
 	defer pw.Close()
 	addr := f.agentAddr
 	if addr == "" {
@@ -104,6 +106,14 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	if addr == "" && cfg.Target == "" {
 		return usageErrorf("nothing to run against: give a target (-t deployment/NAME, or target in the config) or --agent-addr HOST:PORT")
+	}
+	if f.agentAddr != "" {
+		if host, port, err := net.SplitHostPort(f.agentAddr); err != nil || host == "" || port == "" {
+			return usageErrorf("--agent-addr %q: want HOST:PORT such as 10.0.0.5:7777", f.agentAddr)
+		}
+		if f.target != "" || f.ephemeral {
+			return usageErrorf("--agent-addr and -t/--ephemeral cannot be used together: --agent-addr skips Kubernetes and uses that agent; drop one")
+		}
 	}
 	if err := layer.Check(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strings"
 	"sync"
@@ -58,7 +59,7 @@ func newKubeClients(flags kubeFlags, ns string) (*kubeClients, error) {
 		if clientcmd.IsEmptyConfig(err) {
 			return nil, &UsageError{Err: errors.New("no Kubernetes context: set KUBECONFIG or pass --kubeconfig/--context (or run against an agent directly with --agent-addr)")}
 		}
-		return nil, &UsageError{Err: fmt.Errorf("loading the Kubernetes configuration: %w", err)}
+		return nil, &UsageError{Err: kubeconfigError(flags, err)}
 	}
 	cfg.UserAgent = "tether/" + version.Version
 	cfg.QPS, cfg.Burst = 50, 100
@@ -80,6 +81,21 @@ func newKubeClients(flags kubeFlags, ns string) (*kubeClients, error) {
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	return &kubeClients{rest: cfg, client: cs, dynamic: dyn, namespace: ns}, nil
+}
+
+// kubeconfigError explains a kubeconfig that cannot be used, with what to
+// do about it.
+func kubeconfigError(flags kubeFlags, err error) error {
+	msg := err.Error()
+	switch {
+	case flags.kubeconfig != "" && errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("--kubeconfig %s: no such file: check --kubeconfig (or KUBECONFIG)", flags.kubeconfig)
+	case strings.Contains(msg, "context was not found") || strings.Contains(msg, "does not exist"):
+		return fmt.Errorf("loading the Kubernetes configuration: %w: kubectl config get-contexts lists the contexts", err)
+	case strings.Contains(msg, "error loading config file") || strings.Contains(msg, "yaml:") || strings.Contains(msg, "json:"):
+		return fmt.Errorf("loading the Kubernetes configuration: %w: fix the kubeconfig, or point --kubeconfig/KUBECONFIG at another", err)
+	}
+	return fmt.Errorf("loading the Kubernetes configuration: %w", err)
 }
 
 // checkReachable fails fast, with what to do, when the API server does not
@@ -128,6 +144,7 @@ type attachment struct {
 	spec kube.TargetSpec
 	mgr  *kube.AgentManager
 	opts kube.AgentOptions
+
 	mu       sync.Mutex
 	resolved *kube.Resolved
 	agent    *kube.Agent
