@@ -54,9 +54,12 @@ demo-netns: deps build
 clean:
 	rm -rf $(BIN)
 
-# Benchmarks (not part of test): ratios against baselines from the same run.
+# Benchmarks (not part of test): ratios against baselines from the same run,
+# on the local cluster (brought up if needed, and down again if bench started
+# it) and in network-namespace pods. Writes bench/results/ (SUMMARY.md is the
+# table the README shows). See hack/bench.sh.
 bench: deps
-	TETHER_INTEGRATION=1 TETHER_BENCH=1 $(GO) test -count=1 -v -timeout 30m -run . ./test/bench | grep -v -e "^=== RUN"
+	./hack/bench.sh
 
 # ---- Local Kubernetes cluster (hack/cluster/README.md) ----------------------
 # A real single-node cluster (v1.33) built from source: 6-15 min the first

@@ -7,7 +7,9 @@
 #   tether.local/ip-visit-consumer:dev
 #   tether.local/demo-kafka:dev           franz-go's kfake as the demo's Kafka
 #   tether.local/redis:dev                Debian's redis-server with its libraries
-# Needs: Go, and redis-server installed (hack/install-deps.sh).
+#   tether.local/tether-bench:dev         the benchmarks' HTTP server (test/bench/benchserver)
+#                                         and busybox (kubectl exec POD -- true)
+# Needs: Go, busybox-static and redis-server installed (hack/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${IMAGE_DIR:-.cache/images}
@@ -41,4 +43,10 @@ ldd "$redis" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | while read -r
   cp -L "$lib" "$stage$lib"
 done
 bin/mkimage -o "$out/redis.tar" -t tether.local/redis:dev -entrypoint /usr/bin/redis-server "$stage:/"
+# The benchmarks' server (make bench), with busybox for `kubectl exec POD -- true`.
+mkdir -p .cache/bench
+go build -trimpath -ldflags "-s -w" -o .cache/bench/benchserver ./test/bench/benchserver
+bin/mkimage -o "$out/tether-bench.tar" -t tether.local/tether-bench:dev -entrypoint /benchserver \
+  -symlink /bin/sh=busybox -symlink /bin/true=busybox -symlink /bin/sleep=busybox \
+  .cache/bench/benchserver:/benchserver /bin/busybox:/bin/busybox
 echo "images.sh: wrote $(ls "$out" | wc -l) images to $out"

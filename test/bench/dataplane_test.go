@@ -1,19 +1,21 @@
-// Package bench holds tether's benchmarks (make bench, not make test). Each
-// figure is measured next to its baseline in the same run and reported as
-// a ratio, because this machine is noisy. Results go to bench/results/.
+// Package bench holds tether's benchmarks in network-namespace "pods"
+// (test/harness; no Kubernetes): the data plane and incoming traffic with
+// an agent started by hand. The Kubernetes benchmarks are in test/bench/kube;
+// make bench (hack/bench.sh) runs both. Each figure is measured next to
+// its baseline in the same run and reported as a ratio, because this
+// machine is noisy. Results go to bench/results/ (test/bench/report).
 package bench
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/test/bench/report"
 	"github.com/tether-dev/tether/test/harness"
 )
 
@@ -25,12 +27,6 @@ func benchEnabled(t *testing.T) {
 		t.Skip("benchmarks run with TETHER_BENCH=1 (make bench)")
 	}
 	harness.Require(t)
-}
-
-type row struct {
-	name, unit         string
-	baseline, measured float64
-	baseName           string
 }
 
 // parseKV reads "key=value" numbers from a loop's output.
@@ -47,12 +43,6 @@ func parseKV(t *testing.T, out, key string) float64 {
 	}
 	t.Fatalf("no %s in output %q", key, out)
 	return 0
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func TestDataPlaneOverhead(t *testing.T) {
@@ -84,69 +74,62 @@ func TestDataPlaneOverhead(t *testing.T) {
 		return r
 	}
 	const rounds = 5
-	var rows []row
+	us := func(ns float64) float64 { return ns / 1000 }
+	var rows []report.Row
 	// 1. A trapped syscall that stays local (open+close, CONTINUE path).
 	var d, w []float64
 	for range rounds {
-		d = append(d, parseKV(t, direct(loop, "open", "100000", "/etc/passwd").Stdout, "ns_per_op"))
-		w = append(w, parseKV(t, tether(loop, "open", "100000", "/etc/passwd").Stdout, "ns_per_op"))
+		d = append(d, us(parseKV(t, direct(loop, "open", "100000", "/etc/passwd").Stdout, "ns_per_op")))
+		w = append(w, us(parseKV(t, tether(loop, "open", "100000", "/etc/passwd").Stdout, "ns_per_op")))
 	}
-	rows = append(rows, row{"open+close, local file (trapped, continued)", "ns/op", median(d), median(w), "direct"})
-	rows = append(rows, row{"  added per trapped syscall", "ns", 0, median(w) - median(d), ""})
+	rows = append(rows, report.Row{Name: "open+close of a local file (trapped, continued), per call", Stat: "median", Unit: "µs",
+		Baseline: report.Runs("direct", "loop open 100000 /etc/passwd", d),
+		Tether:   report.Runs("tether exec", "tether exec --agent-addr AGENT -- loop open 100000 /etc/passwd", w)})
 	// 2. stat of a remote file (one agent round trip) vs stat in the pod.
 	d, w = nil, nil
 	for range rounds {
-		d = append(d, parseKV(t, inPod("/loop", "stat", "20000", "/app/response.txt").Stdout, "ns_per_op"))
-		w = append(w, parseKV(t, tether(loop, "stat", "2000", "/app/response.txt").Stdout, "ns_per_op"))
+		d = append(d, us(parseKV(t, inPod("/loop", "stat", "20000", "/app/response.txt").Stdout, "ns_per_op")))
+		w = append(w, us(parseKV(t, tether(loop, "stat", "2000", "/app/response.txt").Stdout, "ns_per_op")))
 	}
-	rows = append(rows, row{"stat of a remote file", "ns/op", median(d), median(w), "in the pod"})
+	rows = append(rows, report.Row{Name: "stat of a remote file, per call", Stat: "median", Unit: "µs",
+		Baseline: report.Runs("in the pod", "(in the pod) loop stat 20000 /app/response.txt", d),
+		Tether:   report.Runs("tether exec", "tether exec --agent-addr AGENT -- loop stat 2000 /app/response.txt", w),
+		Summary:  true})
 	// 3. Process start-up: the whole `tether exec -- true` vs `true`.
 	d, w = nil, nil
 	for range 20 {
-		d = append(d, float64(direct("true").Duration.Microseconds()))
-		w = append(w, float64(tether("true").Duration.Microseconds()))
+		d = append(d, float64(direct("true").Duration.Microseconds())/1000)
+		w = append(w, float64(tether("true").Duration.Microseconds())/1000)
 	}
-	rows = append(rows, row{"start-up: tether exec -- true (incl. session setup)", "µs", median(d), median(w), "true"})
+	rows = append(rows, report.Row{Name: "start-up, agent started by hand (incl. session setup)", Stat: "median", Unit: "ms",
+		Baseline: report.Runs("true", "true", d),
+		Tether:   report.Runs("tether exec", "tether exec --agent-addr AGENT -- true", w)})
 	// 4. New connection + HTTP request to a cluster service.
 	url := "http://" + harness.WebIP + "/bench"
-	var dp, wp, d99, w99 []float64
+	var dp, wp []float64
 	for range rounds {
-		r := inPod("/loop", "get", "300", url).Stdout
-		dp, d99 = append(dp, parseKV(t, r, "p50_us")), append(d99, parseKV(t, r, "p99_us"))
-		r = tether(loop, "get", "300", url).Stdout
-		wp, w99 = append(wp, parseKV(t, r, "p50_us")), append(w99, parseKV(t, r, "p99_us"))
+		dp = append(dp, parseKV(t, inPod("/loop", "get", "300", url).Stdout, "p50_us"))
+		wp = append(wp, parseKV(t, tether(loop, "get", "300", url).Stdout, "p50_us"))
 	}
-	rows = append(rows, row{"connect + HTTP GET, p50", "µs", median(dp), median(wp), "from the pod"})
-	rows = append(rows, row{"connect + HTTP GET, p99", "µs", median(d99), median(w99), "from the pod"})
-	writeResults(t, "dataplane", rows)
+	rows = append(rows, report.Row{Name: "new connection + HTTP GET to a service", Stat: "median p50", Unit: "µs",
+		Baseline: report.Runs("from the pod", "(in the pod) loop get 300 "+url, dp),
+		Tether:   report.Runs("tether exec", "tether exec --agent-addr AGENT -- loop get 300 "+url, wp)})
+	writeResults(t, report.File{
+		Name:  "dataplane",
+		Title: "data plane in network-namespace pods (agent started by hand, no Kubernetes)",
+		Notes: []string{"test/harness: the pod and the services are network namespaces on this machine; 5 rounds (20 for start-up); medians of the rounds"},
+		Rows:  rows,
+	})
 }
 
-func writeResults(t *testing.T, name string, rows []row) {
-	var b strings.Builder
-	host, _ := os.Hostname()
-	load, _ := os.ReadFile("/proc/loadavg")
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	fmt.Fprintf(&b, "# tether benchmark: %s\n# date %s · host %s · %d cpus · kernel %s · load %s\n",
-		name, time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), strings.TrimSpace(string(kernel)), strings.TrimSpace(string(load)))
-	fmt.Fprintf(&b, "# medians of repeated runs, or the percentiles named; ratio = tether / baseline, measured in this run\n\n")
-	fmt.Fprintf(&b, "%-55s %-12s %12s %12s %8s\n", "scenario", "baseline", "base", "tether", "ratio")
-	for _, r := range rows {
-		ratio := "-"
-		if r.baseline > 0 {
-			ratio = fmt.Sprintf("%.2fx", r.measured/r.baseline)
-		}
-		base := "-"
-		if r.baseName != "" {
-			base = fmt.Sprintf("%.0f %s", r.baseline, r.unit)
-		}
-		fmt.Fprintf(&b, "%-55s %-12s %12s %12s %8s\n", r.name, r.baseName, base, fmt.Sprintf("%.0f %s", r.measured, r.unit), ratio)
-	}
-	fmt.Print(b.String())
-	dir := filepath.Join(harness.ModuleRoot(t), "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeResults writes bench/results/NAME.{txt,json} and prints the text.
+func writeResults(t *testing.T, f report.File) {
+	t.Helper()
+	root := harness.ModuleRoot(t)
+	f.Env = report.CurrentEnv(root)
+	text, err := report.Write(filepath.Join(root, "bench", "results"), f)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fmt.Print(text)
 }
