@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
@@ -26,6 +25,9 @@ type httpRouter struct {
 	in  *incoming
 	srv *http.Server
 	ln  *chanListener
+
+	mu    sync.Mutex
+	conns map[*routedConn]struct{} // open client connections
 }
 
 type connKey struct{}
@@ -43,7 +45,7 @@ func (c *routedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 func (c *routedConn) CloseWrite() error          { return c.raw.CloseWrite() }
 
 func newHTTPRouter(in *incoming) *httpRouter {
-	r := &httpRouter{in: in, ln: newChanListener()}
+	r := &httpRouter{in: in, ln: newChanListener(), conns: map[*routedConn]struct{}{}}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -59,8 +61,20 @@ func newHTTPRouter(in *incoming) *httpRouter {
 			return ctx
 		},
 		ConnState: func(c net.Conn, st http.ConnState) {
+			rc, ok := c.(*routedConn)
+			if !ok {
+				return
+			}
+			r.mu.Lock()
+			switch st {
+			case http.StateNew:
+				r.conns[rc] = struct{}{}
+			case http.StateClosed, http.StateHijacked:
+				delete(r.conns, rc)
+			}
+			r.mu.Unlock()
 			// The client is gone: so are its backend connections.
-			if rc, ok := c.(*routedConn); ok && rc.state != nil && st == http.StateClosed {
+			if rc.state != nil && st == http.StateClosed {
 				rc.state.close()
 			}
 		},
@@ -73,6 +87,18 @@ func newHTTPRouter(in *incoming) *httpRouter {
 func (r *httpRouter) serve(c *routedConn) { r.ln.push(c) }
 
 func (r *httpRouter) close() { r.srv.Close() }
+
+// reset resets every client connection (the app is gone) and returns how
+// many there were.
+func (r *httpRouter) reset() int {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for rc := range r.conns {
+		resetConn(rc.raw)
+	}
+	return len(r.conns)
+}
 
 // connState is one client connection's routes: a transport per target
 // (each session, the real app), so every client connection maps to its own
@@ -174,11 +200,11 @@ func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr f
 			if !errors.Is(err, context.Canceled) {
 				r.in.log.Warn("passing a request through to the app failed", "dst", cs.dst.String(), "err", err)
 			}
-			if errors.Is(err, syscall.ECONNREFUSED) && !h2 {
+			if appGone(err) && !h2 {
 				// The app is gone (its container is stopping): reset the
 				// client's connection, as the kernel would without tether,
 				// rather than answer for the app.
-				cs.raw.SetLinger(0)
+				resetConn(cs.raw)
 				panic(http.ErrAbortHandler)
 			}
 			w.WriteHeader(http.StatusBadGateway)

@@ -180,6 +180,33 @@ func (in *incoming) close() {
 	}
 }
 
+// abort removes the redirect rules and resets the redirected connections
+// (see Server.TargetExited).
+func (in *incoming) abort() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.log.Info("removing the redirect rules and resetting the redirected connections")
+	if in.redir != nil {
+		if err := in.redir.Close(); err != nil {
+			in.log.Warn("removing redirect table", "err", err)
+		}
+		in.redir = nil
+	}
+	if in.ln != nil {
+		in.ln.Close()
+		in.ln = nil
+		n := 0
+		if in.http != nil {
+			n = in.http.reset()
+		}
+		killed, err := in.srv.killConnections(in.lnPort)
+		if err != nil {
+			in.log.Warn("resetting the redirected connections", "err", err)
+		}
+		in.log.Info("reset the redirected connections", "http", n, "others", killed)
+	}
+}
+
 // ensureListener starts the listener redirected connections land on, in
 // the target's network namespace, and the redirector. Called with in.mu held.
 func (in *incoming) ensureListener() error {
@@ -300,7 +327,7 @@ func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (ne
 	in.mu.Unlock()
 	if transparent {
 		c, err := in.srv.Target.DialFrom(ctx, "tcp", dst.String(), client)
-		if err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+		if err == nil || appGone(err) || ctx.Err() != nil {
 			return c, err
 		}
 		in.mu.Lock()
@@ -509,6 +536,13 @@ func (c closeWriteAdapter) CloseWrite() error {
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 var httpMethods = []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}
+
+// appGone reports whether a connection to the app failed because the app
+// is not there (refused, or reset as its process exited): an answer about
+// the app, not about the agent's way of reaching it.
+func appGone(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // resetConn closes a client connection with a reset, as the kernel answers
 // a connection to a port nobody listens on: the client sees the failure it

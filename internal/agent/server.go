@@ -51,6 +51,15 @@ func (s *Server) incoming() *incoming {
 	return s.in
 }
 
+// TargetExited is called when the target process has exited, before the
+// server is stopped: its incoming traffic must not wait for the orderly
+// shutdown (the pod's network goes away soon). The redirect rules go first,
+// so new connections meet the kernel as they would without tether, then
+// every redirected connection the agent holds is reset.
+func (s *Server) TargetExited() {
+	s.incoming().abort()
+}
+
 func (s *Server) newRedirector() (netfilter.Redirector, error) {
 	if s.NewRedirector != nil {
 		return s.NewRedirector()

