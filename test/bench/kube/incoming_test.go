@@ -25,10 +25,12 @@ type load struct {
 	h2Lat             []float64 // every request of every run, µs
 	cmdLat, cmdStolen string
 	cmdWrk, cmdH2     string
+	// errors reported by the load generators (timeouts under load...)
+	errors []string
 }
 
 const (
-	loadRuns    = 2
+	loadRuns    = 3
 	loadSeconds = 4
 	loadConns   = 8
 )
@@ -52,26 +54,31 @@ func (l *load) measure(t *testing.T, c *cluster, header, who string) {
 	for range loadRuns {
 		argv := c.inCluster("wrk", "-t1", "-c"+strconv.Itoa(loadConns), "-d"+strconv.Itoa(loadSeconds)+"s", "--latency", url)
 		out, _ := mustRun(t, time.Minute, nil, argv...)
-		rps, p50, p99 := parseWrk(t, out)
+		rps, p50, p99, errs := parseWrk(t, out)
 		l.wrkRPS, l.wrkP50, l.wrkP99 = append(l.wrkRPS, rps), append(l.wrkP50, p50), append(l.wrkP99, p99)
+		if errs != "" {
+			l.errors = append(l.errors, "wrk: "+errs)
+		}
 		l.cmdWrk = cmdline(argv)
 
 		log := filepath.Join(binDir, "h2load.log")
 		argv = c.inCluster("h2load", "-t1", "-c"+strconv.Itoa(loadConns), "-m4", "-D", strconv.Itoa(loadSeconds), "--log-file="+log, url)
 		out, _ = mustRun(t, time.Minute, nil, argv...)
-		l.h2RPS = append(l.h2RPS, parseH2load(t, out))
+		rps, errs = parseH2load(t, out)
+		l.h2RPS = append(l.h2RPS, rps)
 		l.h2Lat = append(l.h2Lat, readH2log(t, log)...)
+		if errs != "" {
+			l.errors = append(l.errors, "h2load: "+errs)
+		}
 		l.cmdH2 = cmdline(argv)
 	}
 }
 
 // parseWrk reads requests/s and the 50% and 99% latencies (µs) of
-// `wrk --latency`, failing on errors or non-2xx answers.
-func parseWrk(t *testing.T, out string) (rps, p50, p99 float64) {
+// `wrk --latency`, and its error lines (socket errors, non-2xx answers).
+func parseWrk(t *testing.T, out string) (rps, p50, p99 float64, errs string) {
 	t.Helper()
-	if strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
-		t.Fatalf("wrk saw errors:\n%s", out)
-	}
+	var bad []string
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		switch {
@@ -81,12 +88,14 @@ func parseWrk(t *testing.T, out string) (rps, p50, p99 float64) {
 			p50 = wrkDuration(t, f[1])
 		case len(f) == 2 && f[0] == "99%":
 			p99 = wrkDuration(t, f[1])
+		case strings.HasPrefix(strings.TrimSpace(line), "Socket errors") || strings.HasPrefix(strings.TrimSpace(line), "Non-2xx"):
+			bad = append(bad, strings.TrimSpace(line))
 		}
 	}
 	if rps == 0 || p50 == 0 || p99 == 0 {
 		t.Fatalf("cannot read wrk's output:\n%s", out)
 	}
-	return rps, p50, p99
+	return rps, p50, p99, strings.Join(bad, "; ")
 }
 
 // wrkDuration parses wrk's "196.00us", "1.20ms", "2.00s" as µs.
@@ -108,12 +117,10 @@ func wrkDuration(t *testing.T, s string) float64 {
 	return 0
 }
 
-// parseH2load reads req/s from h2load's output, failing unless every
-// request succeeded.
-func parseH2load(t *testing.T, out string) float64 {
+// parseH2load reads req/s from h2load's output, and its request counts
+// when some failed.
+func parseH2load(t *testing.T, out string) (rps float64, errs string) {
 	t.Helper()
-	rps := 0.0
-	ok := false
 	for _, line := range strings.Split(out, "\n") {
 		if rest, found := strings.CutPrefix(line, "finished in "); found {
 			// finished in 4.00s, 31234.50 req/s, 1.23MB/s
@@ -121,14 +128,14 @@ func parseH2load(t *testing.T, out string) float64 {
 				rps, _ = strconv.ParseFloat(strings.TrimSuffix(f[1], " req/s"), 64)
 			}
 		}
-		if strings.HasPrefix(line, "requests: ") && strings.Contains(line, " 0 failed, 0 errored, 0 timeout") {
-			ok = true
+		if strings.HasPrefix(line, "requests: ") && !strings.Contains(line, " 0 failed, 0 errored, 0 timeout") {
+			errs = line
 		}
 	}
-	if rps == 0 || !ok {
+	if rps == 0 {
 		t.Fatalf("h2load failed or cannot read its output:\n%s", out)
 	}
-	return rps
+	return rps, errs
 }
 
 // readH2log reads the request times (µs, third column) of h2load's
@@ -146,7 +153,7 @@ func readH2log(t *testing.T, file string) []float64 {
 			continue
 		}
 		if f[1] != "200" {
-			t.Fatalf("h2load log: status %s in %q", f[1], line)
+			continue // counted in h2load's summary (errs)
 		}
 		us, err := strconv.ParseFloat(f[2], 64)
 		if err != nil {
@@ -294,9 +301,13 @@ func TestIncoming(t *testing.T) {
 		if n == 1 {
 			who = "1 session"
 		}
+		stolenName := "stolen GET /small, 1 session"
+		if n > 1 {
+			stolenName = fmt.Sprintf("stolen GET /small, %d sessions, the last filter matches", n)
+		}
 		stolenRow := func(stat string) report.Row {
 			return report.Row{
-				Name: fmt.Sprintf("stolen GET /small, %s (the last filter matches)", who), Stat: stat, Unit: "µs",
+				Name: stolenName, Stat: stat, Unit: "µs",
 				Baseline: report.Samples("answered by the pod, no agent", base.cmdStolen, base.stolen),
 				Tether:   report.Samples("answered by the local server", l.cmdStolen, l.stolen),
 				Summary:  stat == "p50" && n != 10,
@@ -344,6 +355,18 @@ func TestIncoming(t *testing.T) {
 			},
 		)
 	}
+	var loadErrors []string
+	for _, st := range []struct {
+		name string
+		l    *load
+	}{{"no agent", base}, {"1 session", loads[1]}, {"10 sessions", loads[10]}, {"100 sessions", loads[100]}} {
+		for _, e := range st.l.errors {
+			loadErrors = append(loadErrors, "load generator errors, "+st.name+": "+e)
+		}
+	}
+	if len(loadErrors) == 0 {
+		loadErrors = []string{"the load generators saw no errors (every answer 2xx)"}
+	}
 	where := "clients in pod benchclient's netns (nsenter), to the serving pod's IP:8080; sessions steal with http_filter header_filter ^x-tether-user: devN$"
 	writeResults(t, report.File{
 		Name:  "incoming-steal",
@@ -358,12 +381,12 @@ func TestIncoming(t *testing.T) {
 	writeResults(t, report.File{
 		Name:  "passthrough",
 		Title: "passed-through requests on Kubernetes: 1, 10 and 100 filtered stealers on the port vs no agent",
-		Notes: []string{
+		Notes: append([]string{
 			where + "; the requests match no filter;",
 			"no agent: measured before the sessions start and after they end (pooled);",
 			fmt.Sprintf("sequential: 2 x 1000 GETs on one keep-alive connection; load: %d runs of %d s each of wrk (1 thread, %d connections) and h2load (1 thread, %d connections x 4 streams)", loadRuns, loadSeconds, loadConns, loadConns),
 			"the machine has 2 cores shared by the load generator, the server, the agent, the cluster and the sessions: req/s ratios are the figure to read",
-		},
+		}, loadErrors...),
 		Rows: pass,
 	})
 	one := func(label string, v float64) report.Measure { return report.Runs(label, "", []float64{v}) }

@@ -49,7 +49,7 @@ func TestOutgoing(t *testing.T) {
 		perRound   = 1000
 		connRounds = 3
 		perConn    = 150
-		dlRounds   = 3
+		dlRounds   = 5
 		dlSize     = 256 << 20
 	)
 	keepAlive := make([][]float64, len(paths))

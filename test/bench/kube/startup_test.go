@@ -14,7 +14,7 @@ import (
 func TestStartup(t *testing.T) {
 	benchEnabled(t)
 	c := benchCluster(t)
-	const coldRuns, warmRuns = 5, 20
+	const coldRuns, warmRuns = 7, 20
 	cold := writeConfig(t, "startup-cold", "30s", "")
 	warm := writeConfig(t, "startup-warm", "2s", "")
 	kexec := []string{kubectl, "-n", ns, "exec", c.ServerPod, "-c", "app", "--", "true"}

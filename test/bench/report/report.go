@@ -332,7 +332,7 @@ func Summary(files []File, order []string) string {
 	files = slices.Clone(files)
 	sort.SliceStable(files, func(i, j int) bool { return rank(files[i].Name) < rank(files[j].Name) })
 	var b strings.Builder
-	b.WriteString("| scenario | baseline | baseline | tether | ratio | target | met? |\n|---|---|--:|--:|--:|---|---|\n")
+	b.WriteString("| scenario | baseline | baseline value | tether | ratio | target | met? |\n|---|---|--:|--:|--:|---|---|\n")
 	var runs []string
 	for _, f := range files {
 		has := false
