@@ -2,14 +2,19 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tether-dev/tether/internal/netns"
 )
 
 // untilStopped is a command that runs the shell script body, prints
@@ -87,6 +92,7 @@ func TestSpawnModes(t *testing.T) {
 		if pod := getPod(t, ns, target.Name); len(pod.Spec.EphemeralContainers) != 0 {
 			t.Errorf("the default mode added ephemeral containers to the target: %v", pod.Spec.EphemeralContainers)
 		}
+		checkAgentSecurity(t, ns, &a, "file of "+ns+"/web")
 		stopSession(t, p, stop)
 		noLeftovers(t, ns, time.Minute)
 	})
@@ -177,4 +183,57 @@ func getPod(t *testing.T, ns, name string) *corev1.Pod {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// checkAgentSecurity checks a running Job agent: it keeps only the
+// capabilities it uses, its listener answers only inside its own pod (the
+// port-forward's way in), not from this node nor from the target's
+// network, and its logs hold neither its token nor secret, a file's
+// content it served.
+func checkAgentSecurity(t *testing.T, ns string, a *corev1.Pod, secret string) {
+	t.Helper()
+	c := a.Spec.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}) {
+		t.Errorf("agent capabilities %+v, want drop ALL, add NET_ADMIN SYS_ADMIN SYS_PTRACE", sc)
+	}
+	if sc != nil && (sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation) {
+		t.Errorf("agent security context %+v: want not privileged, no privilege escalation", sc)
+	}
+	addr := net.JoinHostPort(a.Status.PodIP, "7077")
+	if conn, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the agent's listener answers at %s from the node: it must listen on its pod's loopback only", addr)
+	}
+	target := onePod(t, ns, "app=web")
+	err := netns.Do(fmt.Sprintf("/proc/%d/ns/net", containerPID(t, target, "app")), unix.CLONE_NEWNET, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			conn.Close()
+			return fmt.Errorf("the agent's listener answers at %s from the target pod", addr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	logs, err := client.CoreV1().Pods(ns).GetLogs(a.Name, &corev1.PodLogOptions{}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := ""
+	for _, e := range c.Env {
+		if e.Name == "TETHER_AGENT_TOKEN" {
+			token = e.Value
+		}
+	}
+	if token == "" {
+		t.Errorf("the agent has no token in its environment")
+	}
+	for what, s := range map[string]string{"its token": token, "a served file's content": secret} {
+		if s != "" && strings.Contains(string(logs), s) {
+			t.Errorf("the agent's logs print %s:\n%s", what, logs)
+		}
+	}
 }
