@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module for a short time each.
-# usage: hack/fuzz.sh [DURATION]   (default 10s per target)
+# usage: hack/fuzz.sh [DURATION]   (default 30s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzztime=${1:-10s}
+fuzztime=${1:-30s}
 status=0
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")

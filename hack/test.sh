@@ -34,5 +34,5 @@ if [ $started = 1 ] && [ -z "${TETHER_KEEP_CLUSTER:-}" ]; then
 fi
 
 step "fuzzing"
-./hack/fuzz.sh "${FUZZTIME:-10s}" || status=1
+./hack/fuzz.sh "${FUZZTIME:-30s}" || status=1
 exit $status
