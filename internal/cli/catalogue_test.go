@@ -183,7 +183,6 @@ var coveredElsewhere = []struct{ id, file, test string }{
 	{"AGENT-PSA", "test/e2e/errors_test.go", "TestPodSecurityBaseline"},
 	{"AGENT-IMAGE", "test/e2e/errors_test.go", "TestBadAgentImage"},
 	{"AGENT-OOM", "test/e2e/faults_test.go", "TestFaults"},
-	{"AGENT-STARTUP-TIMEOUT", "", ""}, // needs a cluster slower than agent.startup_timeout
 	{"INCOMING-STOLEN", "test/integration/incoming_test.go", "TestIncomingStealAll"},
 	{"INCOMING-OVERLAP", "test/integration/incoming_test.go", "TestIncomingOverlappingFilters"},
 	{"RECONNECT", "internal/session/reconnect_test.go", "TestSessionResumesAfterTunnelDrop"},

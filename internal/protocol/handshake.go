@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -24,12 +25,22 @@ func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
 	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
 	var w Welcome
+	// A peer that hangs up shows as EOF, or as a reset (when our hello
+	// arrived after it closed), whether writing or reading: one message.
+	hungUp := func(err error) bool {
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	}
+	closed := fmt.Errorf("the agent closed the connection during the handshake (is %s a tether-agent? check the agent address)", conn.RemoteAddr())
 	if err := WriteFrame(conn, hello); err != nil {
+		if hungUp(err) {
+			return w, closed
+		}
 		return w, fmt.Errorf("sending hello: %w", err)
 	}
 	if err := ReadFrame(conn, &w); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return w, fmt.Errorf("the agent closed the connection during the handshake (is %s a tether-agent? check the agent address)", conn.RemoteAddr())
+		if hungUp(err) {
+			return w, closed
 		}
 		return w, fmt.Errorf("reading the agent's welcome from %s: %w (is it a tether-agent? check the agent address)", conn.RemoteAddr(), err)
 	}

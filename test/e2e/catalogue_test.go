@@ -80,6 +80,8 @@ spec:
 
 	dir := t.TempDir()
 	cfg := agentConfig(t, dir)
+	// A cluster slower than the timeout, as seen from tether.
+	impatient := writeConfig(t, t.TempDir(), "agent:\n  image: "+agentImage+"\n  startup_timeout: 1ms\n")
 	limited := readOnlyUser(t, dir, ns)
 	badToken := kubeconfigWithToken(t, dir, "not-a-valid-token")
 	exec := func(target string, extra ...string) []string {
@@ -128,6 +130,8 @@ spec:
 		{id: "KUBE-NO-CONTEXT", name: "no kubeconfig at all", kubeconfig: filepath.Join(dir, "missing", "kubeconfig"), env: []string{"HOME=" + dir},
 			args: []string{"exec", "-f", cfg, "-t", "deployment/ip-info", "--", "true"}, code: 2,
 			problem: []string{"no Kubernetes context"}, fix: []string{"set KUBECONFIG or pass --kubeconfig/--context"}},
+		{id: "AGENT-STARTUP-TIMEOUT", name: "agent not ready in time", args: []string{"exec", "-f", impatient, "-n", ns, "-t", "deployment/ip-info", "--", "true"}, code: 1,
+			problem: []string{"the agent was not ready within agent.startup_timeout (1ms)"}, fix: []string{"raise agent.startup_timeout"}},
 		{id: "KUBE-CREDENTIALS", name: "token the API server refuses", kubeconfig: badToken, args: []string{"exec", "-f", cfg, "-n", ns, "-t", "deployment/ip-info", "--", "true"}, code: 1,
 			problem: []string{"refused your credentials"}, fix: []string{"log in again or refresh your kubeconfig"}},
 	}
