@@ -448,6 +448,28 @@ func TestFaults(t *testing.T) {
 		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)), 2)
 	})
 
+	t.Run("target_container_restarted", func(t *testing.T) {
+		p := start(t, cfg)
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		followLogs(t, ns, agentPod(t).Name)
+		old := targetPod(t)
+		fault := time.Now()
+		// The app crashes; the kubelet restarts its container in the same pod.
+		syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL)
+		p.waitStderr(t, "the target container app restarted; re-attaching", 2*time.Minute)
+		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
+		waitAnswer(t, url, "fault", "local", time.Minute, p)
+		took := time.Since(fault)
+		time.Sleep(2 * time.Second)
+		if cur := targetPod(t); cur.Name != old.Name {
+			t.Fatalf("the target pod changed from %s to %s; want its container restarted in place", old.Name, cur.Name)
+		}
+		// As with a deleted pod, requests held when the app died are reset;
+		// the pod's network stays, so none may hang.
+		finish(t, "target container killed (restarted in place)", l, p, fmt.Sprintf("re-attached to the restarted container, stealing after %v", took.Round(100*time.Millisecond)), 0)
+	})
+
 	t.Run("agent_oom", func(t *testing.T) {
 		// An agent limited to less memory than it needs is OOM-killed as
 		// it starts: tether must say so, with the fix, and leave nothing.
