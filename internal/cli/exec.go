@@ -158,7 +158,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			cfg.Env.Enabled, cfg.Hostname = &off, &off
 			cfg.Incoming.Mode = "off"
 		}
-		dial, redial, where = att.dial, att.redial, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
+		dial, redial, where = att.dialFirst, att.redial, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 	}
 	step := pw.Start("connecting to the agent")
@@ -174,7 +174,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			break
 		}
 		var ue *UsageError
-		if errors.As(err, &ue) || time.Now().After(deadline) || ctx.Err() != nil {
+		if errors.As(err, &ue) || errors.Is(err, errAgentEnded) || time.Now().After(deadline) || ctx.Err() != nil {
 			err = fmt.Errorf("starting the session with the %s: %w", where, err)
 			step.Fail(err)
 			return err

@@ -165,6 +165,25 @@ func (a *attachment) dial(ctx context.Context) (net.Conn, string, error) {
 	return conn, ag.Token, err
 }
 
+// errAgentEnded marks a dial failure whose agent has ended: retrying
+// cannot help.
+var errAgentEnded = errors.New("the agent has ended")
+
+// dialFirst is dial for the first connection: when it fails because the
+// agent's pod has ended (it crashed, ran out of memory), it says so at once
+// instead of retrying until agent.startup_timeout.
+func (a *attachment) dialFirst(ctx context.Context) (net.Conn, string, error) {
+	conn, token, err := a.dial(ctx)
+	if err == nil {
+		return conn, token, nil
+	}
+	_, ag := a.current()
+	if alive, why := a.agentServes(ctx, ag); !alive {
+		return nil, "", fmt.Errorf("%w: agent pod %s/%s %s", errAgentEnded, ag.Namespace, ag.Pod, why)
+	}
+	return nil, "", err
+}
+
 // redial is dial for reconnects: when the agent pod no longer serves, it
 // resolves the target again (a workload may have a new pod by now) and
 // finds or starts its agent.

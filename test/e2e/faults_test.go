@@ -58,6 +58,16 @@ type load struct {
 func startLoad(t *testing.T, url, want string) *load {
 	l := &load{url: url, want: want, stop: make(chan struct{})}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// Count from the first answer on: a new Service needs a moment.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		body, err := get(c, url, "")
+		if err == nil && strings.Contains(body, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load generator gets no answer from %s: %q %v", url, body, err)
+		}
+	}
 	for range 2 {
 		l.done.Add(1)
 		go func() {
