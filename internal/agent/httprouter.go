@@ -217,7 +217,10 @@ func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr f
 			pr.Out.Host = pr.In.Host
 		},
 		Transport:     cs.transport(target, h2),
-		FlushInterval: -1, // stream (gRPC, server-sent events) without buffering
+		// 0: responses of unknown length (gRPC, server-sent events) are
+		// still flushed at once; others are written in one go, not a
+		// flush (and a timer) per write.
+		FlushInterval: 0,
 		ErrorLog:      log.New(io.Discard, "", 0),
 		ErrorHandler:  onErr,
 	}

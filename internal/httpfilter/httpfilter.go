@@ -142,11 +142,30 @@ type Request struct {
 	Path   string // path, and path?query is tried too
 	Query  string
 	Header http.Header
+	// lines are Header as "Name: value" lines, made once per request (not
+	// once per filter: a port may have a hundred sessions' filters).
+	lines []string
 }
 
 // FromHTTP adapts an *http.Request.
 func FromHTTP(r *http.Request) Request {
-	return Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header}
+	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header}
+	req.lines = headerLines(r.Header)
+	return req
+}
+
+func headerLines(h http.Header) []string {
+	n := 0
+	for _, vals := range h {
+		n += len(vals)
+	}
+	lines := make([]string, 0, n)
+	for name, vals := range h {
+		for _, v := range vals {
+			lines = append(lines, name+": "+v)
+		}
+	}
+	return lines
 }
 
 // Match reports whether the request matches. Header filters are matched
@@ -155,13 +174,14 @@ func (f *Filter) Match(r Request) bool {
 	if f == nil {
 		return false
 	}
+	if r.lines == nil && f.kind != kindPath && f.kind != kindMethod {
+		r.lines = headerLines(r.Header) // once, for all the parts too
+	}
 	switch f.kind {
 	case kindHeader:
-		for name, vals := range r.Header {
-			for _, v := range vals {
-				if f.re.MatchString(name + ": " + v) {
-					return true
-				}
+		for _, l := range r.lines {
+			if f.re.MatchString(l) {
+				return true
 			}
 		}
 		return false
