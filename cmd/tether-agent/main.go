@@ -235,6 +235,7 @@ func worker(o options, stdout, stderr io.Writer) int {
 				return
 			}
 			log.Warn("the target process exited; ending the sessions", "pid", pid)
+			srv.TargetExited()
 			stop()
 		}()
 	}
