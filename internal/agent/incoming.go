@@ -165,12 +165,7 @@ func (in *incoming) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.ports = map[uint16][]*subscription{}
-	if in.redir != nil {
-		if err := in.redir.Close(); err != nil {
-			in.log.Warn("removing redirect table", "err", err)
-		}
-		in.redir = nil
-	}
+	in.removeRules()
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil
@@ -180,18 +175,23 @@ func (in *incoming) close() {
 	}
 }
 
-// abort removes the redirect rules and resets the redirected connections
-// (see Server.TargetExited).
-func (in *incoming) abort() {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	in.log.Info("removing the redirect rules and resetting the redirected connections")
+// removeRules deletes the redirect table. Called with in.mu held.
+func (in *incoming) removeRules() {
 	if in.redir != nil {
 		if err := in.redir.Close(); err != nil {
 			in.log.Warn("removing redirect table", "err", err)
 		}
 		in.redir = nil
 	}
+}
+
+// abort removes the redirect rules and resets the redirected connections
+// (see Server.TargetExited).
+func (in *incoming) abort() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.log.Info("removing the redirect rules and resetting the redirected connections")
+	in.removeRules()
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil

@@ -366,27 +366,12 @@ func rawServer(t *testing.T, serve func(net.Conn)) string {
 // the address.
 func fakeAgent(t *testing.T, w protocol.Welcome) string {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var h protocol.Hello
-				if protocol.ReadFrame(c, &h) == nil {
-					protocol.WriteFrame(c, w)
-				}
-			}()
+	return rawServer(t, func(c net.Conn) {
+		var h protocol.Hello
+		if protocol.ReadFrame(c, &h) == nil {
+			protocol.WriteFrame(c, w)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // startAgent runs a real agent over an empty directory target, with an

@@ -362,33 +362,39 @@ func TestFaults(t *testing.T) {
 		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app", 0)
 	})
 
-	t.Run("agent_sigkill", func(t *testing.T) {
+	// underFault runs a session, breaks the pod victim returns with fault
+	// while the load runs, and waits until tether has said said(old pod)
+	// and subscribed again and filtered requests are answered locally
+	// again. It returns the load, the session, the pod before the fault
+	// and how long the recovery took.
+	underFault := func(t *testing.T, victim func(*testing.T) *corev1.Pod, fault func(old *corev1.Pod), said func(old *corev1.Pod) string) (*load, *tetherProc, *corev1.Pod, time.Duration) {
 		p := start(t, cfg)
 		l := startLoad(t, url, remote)
 		time.Sleep(2 * time.Second)
-		old := agentPod(t)
-		fault := time.Now()
-		killContainer(t, old, "agent")
-		p.waitStderr(t, "subscribing the program's ports again", 90*time.Second)
-		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
-		took := time.Since(fault)
+		followLogs(t, ns, agentPod(t).Name)
+		old := victim(t)
+		began := time.Now()
+		fault(old)
+		p.waitStderr(t, said(old), 2*time.Minute)
+		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
+		waitAnswer(t, url, "fault", "local", time.Minute, p)
+		took := time.Since(began)
 		time.Sleep(2 * time.Second)
+		return l, p, old, took
+	}
+	resubscribed := func(*corev1.Pod) string { return "subscribing the program's ports again" }
+
+	t.Run("agent_sigkill", func(t *testing.T) {
+		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) { killContainer(t, old, "agent") }, resubscribed)
 		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), 0)
 	})
 
 	t.Run("agent_pod_deleted", func(t *testing.T) {
-		p := start(t, cfg)
-		l := startLoad(t, url, remote)
-		time.Sleep(2 * time.Second)
-		old := agentPod(t)
-		fault := time.Now()
-		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		p.waitStderr(t, "subscribing the program's ports again", 90*time.Second)
-		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
-		took := time.Since(fault)
-		time.Sleep(2 * time.Second)
+		l, p, old, took := underFault(t, agentPod, func(old *corev1.Pod) {
+			if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, resubscribed)
 		if cur := agentPod(t); cur.Name == old.Name {
 			t.Errorf("still agent pod %s after deleting it", old.Name)
 		}
@@ -433,20 +439,11 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("target_pod_deleted", func(t *testing.T) {
-		p := start(t, cfg)
-		l := startLoad(t, url, remote)
-		time.Sleep(2 * time.Second)
-		followLogs(t, ns, agentPod(t).Name)
-		old := targetPod(t)
-		fault := time.Now()
-		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		p.waitStderr(t, "the target pod "+old.Name+" is gone; re-attaching", 2*time.Minute)
-		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
-		waitAnswer(t, url, "fault", "local", time.Minute, p)
-		took := time.Since(fault)
-		time.Sleep(2 * time.Second)
+		l, p, old, took := underFault(t, targetPod, func(old *corev1.Pod) {
+			if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, func(old *corev1.Pod) string { return "the target pod " + old.Name + " is gone; re-attaching" })
 		if cur := targetPod(t); cur.Name == old.Name {
 			t.Fatalf("the target pod %s was not replaced", old.Name)
 		}
@@ -459,19 +456,10 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("target_container_restarted", func(t *testing.T) {
-		p := start(t, cfg)
-		l := startLoad(t, url, remote)
-		time.Sleep(2 * time.Second)
-		followLogs(t, ns, agentPod(t).Name)
-		old := targetPod(t)
-		fault := time.Now()
 		// The app crashes; the kubelet restarts its container in the same pod.
-		syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL)
-		p.waitStderr(t, "the target container app restarted; re-attaching", 2*time.Minute)
-		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
-		waitAnswer(t, url, "fault", "local", time.Minute, p)
-		took := time.Since(fault)
-		time.Sleep(2 * time.Second)
+		l, p, old, took := underFault(t, targetPod, func(old *corev1.Pod) {
+			syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL)
+		}, func(*corev1.Pod) string { return "the target container app restarted; re-attaching" })
 		if cur := targetPod(t); cur.Name != old.Name {
 			t.Fatalf("the target pod changed from %s to %s; want its container restarted in place", old.Name, cur.Name)
 		}
