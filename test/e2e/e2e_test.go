@@ -34,6 +34,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tether-dev/tether/test/harness"
 )
 
 // defaultKubeconfig is the local cluster's (hack/cluster).
@@ -86,7 +88,7 @@ func setup() error {
 	if dyn, err = dynamic.NewForConfig(restCfg); err != nil {
 		return err
 	}
-	if root, err = moduleRoot(); err != nil {
+	if root, err = harness.FindModuleRoot(); err != nil {
 		return err
 	}
 	if binDir, err = os.MkdirTemp("", "tether-e2e-"); err != nil {
@@ -102,20 +104,6 @@ func setup() error {
 		}
 	}
 	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func requireE2E(t *testing.T) {

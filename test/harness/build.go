@@ -15,14 +15,16 @@ import (
 // walking up from the current directory.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := FindModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return root
 }
 
-func moduleRoot() (string, error) {
+// FindModuleRoot returns the directory of go.mod, walking up from the
+// current directory (for TestMain, which has no testing.TB).
+func FindModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -74,7 +76,7 @@ func (a *artifact) get(t testing.TB, build func(dir string) (string, error)) str
 
 // goBuild builds a static (CGO_ENABLED=0, netgo) binary of pkg into dir.
 func goBuild(dir, pkg, name string) (string, error) {
-	root, err := moduleRoot()
+	root, err := FindModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -148,7 +150,7 @@ func Probe(t testing.TB) string {
 func MuslProbe(t testing.TB) string {
 	t.Helper()
 	return muslBin.get(t, func(dir string) (string, error) {
-		root, err := moduleRoot()
+		root, err := FindModuleRoot()
 		if err != nil {
 			return "", err
 		}

@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tether-dev/tether/test/bench/report"
+
+	"github.com/tether-dev/tether/test/harness"
 )
 
 const (
@@ -94,7 +96,7 @@ func setup() error {
 			return fmt.Errorf("kubectl not found on PATH nor at %s (source hack/cluster/env.sh)", kubectl)
 		}
 	}
-	if root, err = moduleRoot(); err != nil {
+	if root, err = harness.FindModuleRoot(); err != nil {
 		return err
 	}
 	if binDir, err = os.MkdirTemp("", "tether-bench-"); err != nil {
@@ -117,23 +119,6 @@ func setup() error {
 		}
 	}
 	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // benchEnabled skips t unless TETHER_BENCH=1 (TestMain has then checked
