@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -83,7 +84,7 @@ func (m *yamuxMux) Open() (Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return yamuxStream{st}, nil
+	return yamuxStream{st, m.s}, nil
 }
 
 func (m *yamuxMux) Accept() (Stream, error) {
@@ -91,13 +92,31 @@ func (m *yamuxMux) Accept() (Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return yamuxStream{st}, nil
+	return yamuxStream{st, m.s}, nil
 }
 
 func (m *yamuxMux) Close() error          { return m.s.Close() }
 func (m *yamuxMux) Done() <-chan struct{} { return m.s.CloseChan() }
 
-type yamuxStream struct{ *yamux.Stream }
+type yamuxStream struct {
+	*yamux.Stream
+	sess *yamux.Session
+}
+
+// ErrLost is what reading a stream gives once its connection to the peer
+// died (a tunnel drop): a reset, never the end of the data, so a program
+// whose connection was in flight sees it fail, not a truncated stream
+// that looks complete.
+var ErrLost = fmt.Errorf("the connection to the peer was lost: %w", syscall.ECONNRESET)
+
+func (s yamuxStream) Read(b []byte) (int, error) {
+	n, err := s.Stream.Read(b)
+	if err == io.EOF && s.sess.IsClosed() {
+		// yamux ends every stream of a dead session with EOF.
+		err = ErrLost
+	}
+	return n, err
+}
 
 // CloseWrite: a yamux Close is a half-close (FIN); reads go on until the
 // peer's FIN.

@@ -24,8 +24,8 @@ func Join(a, b Conn) {
 		defer wg.Done()
 		_, err := io.Copy(dst, src)
 		if err != nil {
-			a.Close()
-			b.Close()
+			reset(a)
+			reset(b)
 			return
 		}
 		dst.CloseWrite()
@@ -35,4 +35,13 @@ func Join(a, b Conn) {
 	wg.Wait()
 	a.Close()
 	b.Close()
+}
+
+// reset closes c with a reset (TCP: no lingering FIN), so that its peer
+// sees the failure as one, not as the end of the data.
+func reset(c Conn) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
+	}
+	c.Close()
 }

@@ -26,14 +26,43 @@ import (
 
 // localServerEnv makes the test binary a tiny HTTP server (the developer's
 // local app in the fault tests): it listens on the port in the variable and
-// answers every request with "local".
-const localServerEnv = "TETHER_E2E_LOCAL_SERVER"
+// answers "local". Its /hold opens a connection to the address in
+// holdAddrEnv (through tether: an outgoing connection of the program) and
+// keeps it open; /held says whether and how it has ended.
+const (
+	localServerEnv = "TETHER_E2E_LOCAL_SERVER"
+	holdAddrEnv    = "TETHER_E2E_HOLD_ADDR"
+)
 
 // runLocalServer is called by TestMain when localServerEnv is set.
 func runLocalServer(port string) {
-	err := http.ListenAndServe(":"+port, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "local\n")
-	}))
+	var mu sync.Mutex
+	held := "none"
+	http.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.DialTimeout("tcp", os.Getenv(holdAddrEnv), 5*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		mu.Lock()
+		held = "open"
+		mu.Unlock()
+		go func() {
+			start := time.Now()
+			_, err := c.Read(make([]byte, 1)) // an idle HTTP connection: nothing comes
+			mu.Lock()
+			held = fmt.Sprintf("ended after %v at %s: %v", time.Since(start).Round(time.Millisecond), time.Now().Format(time.RFC3339Nano), err)
+			mu.Unlock()
+		}()
+		io.WriteString(w, "holding\n")
+	})
+	http.HandleFunc("/held", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		io.WriteString(w, "local "+held+"\n")
+	})
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local\n") })
+	err := http.ListenAndServe(":"+port, nil)
 	fmt.Fprintln(os.Stderr, "local server:", err)
 	os.Exit(1)
 }
@@ -303,7 +332,8 @@ func TestFaults(t *testing.T) {
 	start := func(t *testing.T, cfg string) *tetherProc {
 		t.Helper()
 		logsOnFailure(t)
-		p := startTetherEnv(t, dir, []string{localServerEnv + "=8080"}, "exec", "-f", cfg, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", os.Args[0])
+		hold := strings.TrimPrefix(serviceURL(t, ns, "web"), "http://")
+		p := startTetherEnv(t, dir, []string{localServerEnv + "=8080", holdAddrEnv + "=" + hold}, "exec", "-f", cfg, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", os.Args[0])
 		p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
 		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
 		return p
@@ -412,11 +442,33 @@ func TestFaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("API server address %q: %v", restCfg.Host, err)
 		}
+		// The program holds an outgoing connection to the Service.
+		base := strings.TrimSuffix(url, "/10.1.2.3")
+		waitAnswer(t, base+"/hold", "fault", "holding", 10*time.Second, p)
+		waitAnswer(t, base+"/held", "fault", "local open", 10*time.Second, p)
 		fault := time.Now()
 		cutTCP(t, p.cmd.Process.Pid, port)
 		p.waitStderr(t, "resumed", 60*time.Second)
 		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
 		took := time.Since(fault)
+		// That connection was in flight: it must have failed (cleanly, at
+		// once), not hang; new connections work.
+		waitAnswer(t, base+"/held", "fault", "local ended after", 10*time.Second, p)
+		held, err := get(http.DefaultClient, base+"/held", "fault")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, at, _ := strings.Cut(strings.TrimSpace(held), " at ")
+		at, _, _ = strings.Cut(at, ": ")
+		if ended, err := time.Parse(time.RFC3339Nano, at); err != nil || ended.Before(fault) {
+			t.Errorf("the program's connection ended before the cut (%s, cut at %s)", held, fault.Format(time.RFC3339Nano))
+		} else if !strings.Contains(held, "connection reset by peer") {
+			// An EOF would pass for the end of the data.
+			t.Errorf("the program's connection in flight ended without a reset: %s", held)
+		} else {
+			t.Logf("the program's connection in flight ended %v after the cut: %s", ended.Sub(fault).Round(time.Millisecond), strings.TrimSpace(held))
+		}
+		waitAnswer(t, base+"/hold", "fault", "holding", 10*time.Second, p)
 		time.Sleep(2 * time.Second)
 		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)), 0)
 	})
