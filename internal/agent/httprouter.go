@@ -216,7 +216,7 @@ func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr f
 			pr.Out.URL.Host = cs.dst.String()
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:     cs.transport(target, h2),
+		Transport: cs.transport(target, h2),
 		// 0: responses of unknown length (gRPC, server-sent events) are
 		// still flushed at once; others are written in one go, not a
 		// flush (and a timer) per write.
