@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,17 +30,11 @@ func benchEnabled(t *testing.T) {
 // parseKV reads "key=value" numbers from a loop's output.
 func parseKV(t *testing.T, out, key string) float64 {
 	t.Helper()
-	for _, f := range strings.Fields(out) {
-		if v, ok := strings.CutPrefix(f, key+"="); ok {
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("bad %s in %q", key, out)
-			}
-			return x
-		}
+	x, err := report.KV(out, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %s in output %q", key, out)
-	return 0
+	return x
 }
 
 func TestDataPlaneOverhead(t *testing.T) {

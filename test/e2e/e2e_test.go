@@ -223,17 +223,6 @@ func (p *tetherProc) Stdout() string {
 	return p.stdout.String()
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(b)
-}
-
 // startTether runs tether with args; it is stopped (SIGINT, then SIGKILL)
 // at the end of the test.
 func startTether(t *testing.T, dir string, args ...string) *tetherProc {
@@ -248,8 +237,8 @@ func startTetherEnv(t *testing.T, dir string, env []string, args ...string) *tet
 	p.cmd = exec.Command(tetherBin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
-	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
+	p.cmd.Stdout = harness.LockedWriter{Mu: &p.mu, B: &p.stdout}
+	p.cmd.Stderr = harness.LockedWriter{Mu: &p.mu, B: &p.stderr}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -137,3 +137,16 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration, group bool) {
 	p.cmd.Process.Kill()
 	p.wait(10 * time.Second)
 }
+
+// LockedWriter writes to B under Mu: a process's stdout and stderr
+// buffers sharing one lock, read while the process runs.
+type LockedWriter struct {
+	Mu *sync.Mutex
+	B  *bytes.Buffer
+}
+
+func (w LockedWriter) Write(b []byte) (int, error) {
+	w.Mu.Lock()
+	defer w.Mu.Unlock()
+	return w.B.Write(b)
+}

@@ -204,17 +204,6 @@ type proc struct {
 	done   chan struct{}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(b)
-}
-
 // start runs argv in the background, in its own process group; it is
 // stopped (SIGINT, then SIGKILL to its group) at the end of the test.
 func start(t *testing.T, dir string, argv ...string) *proc {
@@ -223,8 +212,8 @@ func start(t *testing.T, dir string, argv ...string) *proc {
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), kubeEnv()...)
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
-	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
+	p.cmd.Stdout = harness.LockedWriter{Mu: &p.mu, B: &p.stdout}
+	p.cmd.Stderr = harness.LockedWriter{Mu: &p.mu, B: &p.stderr}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", argv[0], err)

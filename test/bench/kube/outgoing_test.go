@@ -141,15 +141,9 @@ func readSamples(t *testing.T, file string) []float64 {
 // kv reads the number after "key=" in a program's output.
 func kv(t *testing.T, out, key string) float64 {
 	t.Helper()
-	for _, f := range strings.Fields(out) {
-		if v, ok := strings.CutPrefix(f, key+"="); ok {
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("bad %s in %q", key, out)
-			}
-			return x
-		}
+	x, err := report.KV(out, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %s in the output %q", key, out)
-	return 0
+	return x
 }

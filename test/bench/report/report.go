@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -359,4 +360,19 @@ func Summary(files []File, order []string) string {
 		b.WriteString("\nRuns: " + strings.Join(runs, "; ") + ".\n")
 	}
 	return b.String()
+}
+
+// KV reads the number after "key=" in a benchmark program's output
+// ("ns_per_op=123 p50_us=45 ...").
+func KV(out, key string) (float64, error) {
+	for _, f := range strings.Fields(out) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bad %s in %q", key, out)
+			}
+			return x, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in the output %q", key, out)
 }
