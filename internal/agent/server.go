@@ -104,6 +104,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
+				// The rules first: new connections go straight to the app
+				// while the sessions are closed.
+				if s.in != nil {
+					s.in.mu.Lock()
+					s.in.removeRules()
+					s.in.mu.Unlock()
+				}
 				s.closeAll()
 				if s.in != nil {
 					s.in.close()
