@@ -176,7 +176,18 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		var ue *UsageError
 		if errors.As(err, &ue) || errors.Is(err, errAgentEnded) || time.Now().After(deadline) || ctx.Err() != nil {
 			err = fmt.Errorf("starting the session with the %s: %w", where, err)
+			if lim := cfg.Agent.MemoryLimit; lim != "" && !strings.Contains(err.Error(), "agent.memory_limit") {
+				// Short of memory, an agent can also stall instead of
+				// being killed: say what may be wrong.
+				err = fmt.Errorf("%w (the agent runs with agent.memory_limit %s: if that is too low it stalls or is OOM-killed; raise agent.memory_limit)", err, lim)
+			}
 			step.Fail(err)
+			if _, agent := att.currentOrNil(); agent != nil && agent.Created {
+				// Never leave an agent this run created and could not use.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				att.mgr.Remove(rctx, agent)
+				cancel()
+			}
 			return err
 		}
 		// A new agent's listener may need a moment after its container starts.

@@ -150,6 +150,8 @@ type attachment struct {
 	agent    *kube.Agent
 	// warn tells the user what happened (set once the session exists).
 	warn func(format string, args ...any)
+	// failingSince is when dials to a running agent pod began to fail.
+	failingSince time.Time
 }
 
 func (a *attachment) current() (*kube.Resolved, *kube.Agent) {
@@ -158,12 +160,24 @@ func (a *attachment) current() (*kube.Resolved, *kube.Agent) {
 	return a.resolved, a.agent
 }
 
+// currentOrNil is current for an attachment that may be nil (--agent-addr).
+func (a *attachment) currentOrNil() (*kube.Resolved, *kube.Agent) {
+	if a == nil {
+		return nil, nil
+	}
+	return a.current()
+}
+
 // dial opens a port-forward stream to the current agent.
 func (a *attachment) dial(ctx context.Context) (net.Conn, string, error) {
 	_, ag := a.current()
 	conn, err := kube.DialPod(ctx, a.k.rest, a.k.client, ag.Namespace, ag.Pod, ag.Port)
 	return conn, ag.Token, err
 }
+
+// brokenAgentAfter is how long a running agent pod may refuse the
+// port-forward before tether replaces it.
+const brokenAgentAfter = 15 * time.Second
 
 // errAgentEnded marks a dial failure whose agent has ended: retrying
 // cannot help.
@@ -194,10 +208,27 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	}
 	old, ag := a.current()
 	if alive, why := a.agentServes(ctx, ag); alive {
-		return nil, "", err // a tunnel problem: the caller retries
+		a.mu.Lock()
+		if a.failingSince.IsZero() {
+			a.failingSince = time.Now()
+		}
+		broken := time.Since(a.failingSince) > brokenAgentAfter
+		a.mu.Unlock()
+		if !broken {
+			return nil, "", err // a tunnel problem: the caller retries
+		}
+		// Its pod runs but nobody answers (a worker that died without its
+		// parent, e.g. by the OOM killer): replace it.
+		a.say("the agent pod %s/%s runs but has not answered for %v (%v); replacing it", ag.Namespace, ag.Pod, brokenAgentAfter, err)
+		if rerr := a.mgr.Remove(ctx, ag); rerr != nil {
+			return nil, "", fmt.Errorf("removing the agent that does not answer: %w", rerr)
+		}
 	} else if why != "" {
 		a.say("the agent pod %s/%s %s", ag.Namespace, ag.Pod, why)
 	}
+	a.mu.Lock()
+	a.failingSince = time.Time{}
+	a.mu.Unlock()
 	resolved, rerr := (&kube.Resolver{Client: a.k.client, Dynamic: a.k.dynamic}).Resolve(ctx, a.k.namespace, a.spec)
 	if rerr != nil {
 		return nil, "", fmt.Errorf("finding the target %s again: %w", a.spec, rerr)

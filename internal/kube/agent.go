@@ -279,6 +279,24 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 	}
 }
 
+// Remove deletes a Job agent (its Job and pod) and waits until it is
+// gone: for an agent that cannot serve (its worker died but its pod still
+// runs, or it never listened). Ephemeral containers cannot be removed;
+// they end with their process.
+func (m *AgentManager) Remove(ctx context.Context, a *Agent) error {
+	if a == nil || !strings.HasPrefix(a.Name, "tether-agent-") || a.Pod == "" {
+		return nil
+	}
+	job, err := m.Client.BatchV1().Jobs(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // an ephemeral agent, or gone already
+	}
+	if err != nil {
+		return forbiddenHint(err, "get", "jobs", a.Namespace)
+	}
+	return m.deleteJob(ctx, a.Namespace, job.Name)
+}
+
 // deleteJob deletes an agent Job and its pods and waits until it is gone.
 func (m *AgentManager) deleteJob(ctx context.Context, ns, name string) error {
 	bg := metav1.DeletePropagationBackground

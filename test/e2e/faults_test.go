@@ -528,7 +528,10 @@ func TestFaults(t *testing.T) {
 	t.Run("agent_oom", func(t *testing.T) {
 		// An agent limited to less memory than it needs is OOM-killed as
 		// it starts: tether must say so, with the fix, and leave nothing.
-		oom := agentConfig(t, t.TempDir(), "  memory_limit: 4Mi")
+		// (Just above what it needs to start, an agent can stall in memory
+		// reclaim instead: tether gives up after startup_timeout, says the
+		// same, and removes it.)
+		oom := writeConfig(t, t.TempDir(), "agent:\n  image: "+agentImage+"\n  linger: 2s\n  startup_timeout: 20s\n  memory_limit: 4Mi\n")
 		l := startLoad(t, url, remote)
 		_, errOut, code := runTetherEnv(t, dir, 2*time.Minute, []string{"KUBECONFIG=" + kubeconfig}, "exec", "-f", oom, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", "true")
 		if code == 0 || !strings.Contains(errOut, "raise agent.memory_limit") {
