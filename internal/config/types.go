@@ -113,6 +113,10 @@ type Incoming struct {
 	PortMapping [][2]uint16 `json:"port_mapping,omitempty" jsonschema_description:"[local, remote] pairs: traffic to the remote port goes to the local one."`
 	// ListenPorts is a list of [remote, local] pairs: bind local instead of remote.
 	ListenPorts [][2]uint16 `json:"listen_ports,omitempty" jsonschema_description:"[remote, local] pairs: a local listen on the remote port binds the local port instead."`
+	// Loopback also subscribes listeners bound to a loopback address
+	// (default false: those are the developer's own tools, a debugger's or
+	// a profiler's port, and stay local).
+	Loopback bool `json:"loopback,omitempty" jsonschema_description:"Also give the target's traffic to listeners bound to a loopback address (127.0.0.1, ::1). Off by default: those are local tools such as a debugger's port."`
 }
 
 // HTTPFilter selects the requests a stealing session takes (regexes). At

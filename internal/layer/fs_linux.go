@@ -25,12 +25,11 @@ func (s *supervisor) remoteCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, remoteTimeout)
 }
 
-// openArgs decodes open/openat/openat2 arguments.
+// openArgs decodes openat/openat2 arguments (open and creat arrive as
+// openat, see normalize).
 func openArgs(n *notif) (dirfd int32, pathPtr uint64, flags uint64, mode uint32, ok bool) {
 	a := n.Data.Args
 	switch n.Data.Nr {
-	case unix.SYS_OPEN:
-		return unix.AT_FDCWD, a[0], a[1], uint32(a[2]), true
 	case unix.SYS_OPENAT:
 		return int32(a[0]), a[1], a[2], uint32(a[3]), true
 	case unix.SYS_OPENAT2:
@@ -218,17 +217,14 @@ func sealedMemfd(name string, r io.Reader) (int, error) {
 	return dup, nil
 }
 
-// pathQueryArgs decodes the path argument of stat/access/readlink calls.
+// pathQueryArgs decodes the path argument of the *at stat/access/readlink
+// calls (the legacy ones arrive in that form, see normalize).
 func pathQueryArgs(n *notif) (dirfd int32, ptr uint64) {
-	a := n.Data.Args
-	switch n.Data.Nr {
-	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_ACCESS, unix.SYS_READLINK:
-		return unix.AT_FDCWD, a[0]
-	}
-	return int32(a[0]), a[1]
+	return int32(n.Data.Args[0]), n.Data.Args[1]
 }
 
-// onPathQuery handles stat/lstat/newfstatat/statx/access/faccessat*/readlink*.
+// onPathQuery handles newfstatat/statx/faccessat*/readlinkat (and so
+// stat/lstat/access/readlink).
 func (s *supervisor) onPathQuery(n notif) {
 	dirfd, ptr := pathQueryArgs(&n)
 	p, ok := s.readPath(&n, dirfd, ptr)
@@ -253,7 +249,7 @@ func (s *supervisor) onPathQuery(n notif) {
 		ctx, cancel := s.remoteCtx()
 		defer cancel()
 		nr := n.Data.Nr
-		if nr == unix.SYS_READLINK || nr == unix.SYS_READLINKAT {
+		if nr == unix.SYS_READLINKAT {
 			target, err := s.sess.Readlink(ctx, p)
 			if err != nil {
 				s.failErr(&n, err)
@@ -271,8 +267,6 @@ func (s *supervisor) onPathQuery(n notif) {
 func statFollows(n *notif) bool {
 	a := n.Data.Args
 	switch n.Data.Nr {
-	case unix.SYS_LSTAT:
-		return false
 	case unix.SYS_NEWFSTATAT:
 		return a[3]&unix.AT_SYMLINK_NOFOLLOW == 0
 	case unix.SYS_STATX:
@@ -292,8 +286,7 @@ func virtualStat(content []byte) *protocol.Stat {
 func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err error, route Route) {
 	a := n.Data.Args
 	pid := int(n.Pid)
-	switch n.Data.Nr {
-	case unix.SYS_READLINK, unix.SYS_READLINKAT:
+	if n.Data.Nr == unix.SYS_READLINKAT {
 		s.fail(n, unix.EINVAL) // virtual files are not symlinks
 		return
 	}
@@ -302,13 +295,8 @@ func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err 
 		return
 	}
 	switch n.Data.Nr {
-	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT:
-		buf := a[1]
-		if n.Data.Nr == unix.SYS_NEWFSTATAT {
-			buf = a[2]
-		}
-		out := statBytes(st)
-		if writeMem(pid, buf, out) != nil {
+	case unix.SYS_NEWFSTATAT:
+		if writeMem(pid, a[2], statBytes(st)) != nil {
 			s.fail(n, unix.EFAULT)
 			return
 		}
@@ -319,11 +307,8 @@ func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err 
 			return
 		}
 		s.ret(n, 0)
-	case unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
-		mode := a[1]
-		if n.Data.Nr != unix.SYS_ACCESS {
-			mode = a[2]
-		}
+	case unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
+		mode := a[2]
 		if mode&unix.W_OK != 0 && route != RemoteWrite {
 			s.fail(n, unix.EROFS)
 			return
@@ -339,11 +324,7 @@ func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err 
 }
 
 func (s *supervisor) answerReadlink(n *notif, target string) {
-	a := n.Data.Args
-	buf, size := a[1], a[2]
-	if n.Data.Nr == unix.SYS_READLINKAT {
-		buf, size = a[2], a[3]
-	}
+	buf, size := n.Data.Args[2], n.Data.Args[3]
 	if int64(size) <= 0 {
 		s.fail(n, unix.EINVAL)
 		return
@@ -411,8 +392,8 @@ func (s *supervisor) onXattr(n *notif) {
 	s.fail(n, unix.ENODATA)
 }
 
-// modifyArgs decodes mkdir/rmdir/unlink/rename-family arguments into
-// absolute paths (to is set for renames).
+// modifyArgs decodes mkdirat/unlinkat/renameat* arguments (and so
+// mkdir/rmdir/unlink/rename) into absolute paths (to is set for renames).
 func (s *supervisor) modifyArgs(n *notif) (op string, from, to string, perm uint32, ok bool) {
 	a := n.Data.Args
 	get := func(dirfd int32, ptr uint64) string {
@@ -424,16 +405,10 @@ func (s *supervisor) modifyArgs(n *notif) (op string, from, to string, perm uint
 	}
 	ok = true
 	switch n.Data.Nr {
-	case unix.SYS_MKDIR:
-		return "mkdir", get(unix.AT_FDCWD, a[0]), "", uint32(a[1]), ok
 	case unix.SYS_MKDIRAT:
 		return "mkdir", get(int32(a[0]), a[1]), "", uint32(a[2]), ok
-	case unix.SYS_RMDIR, unix.SYS_UNLINK:
-		return "remove", get(unix.AT_FDCWD, a[0]), "", 0, ok
 	case unix.SYS_UNLINKAT:
 		return "remove", get(int32(a[0]), a[1]), "", 0, ok
-	case unix.SYS_RENAME:
-		return "rename", get(unix.AT_FDCWD, a[0]), get(unix.AT_FDCWD, a[1]), 0, ok
 	case unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
 		return "rename", get(int32(a[0]), a[1]), get(int32(a[2]), a[3]), 0, ok
 	}

@@ -105,8 +105,8 @@ func (s *supervisor) onBind(n *notif) {
 		return
 	}
 	addr, family, ok := parseSockaddr(raw)
-	if !ok || addr.Port() == 0 {
-		s.cont(n)
+	if !ok || addr.Port() == 0 || !s.sess.Subscribes(addr) {
+		s.cont(n) // a loopback listener stays as it is: no port moves
 		return
 	}
 	tfd, ok := s.streamSocket(n, int(int32(a[0])))
@@ -279,7 +279,7 @@ func (s *supervisor) handOver(n *notif, ino uint64, nfd int, flags int) {
 		}
 		family, _ := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 		if peer.IsValid() {
-			if err := s.writeSockaddrOut(n, a[1], a[2], encodeSockaddr(family, peer)); err != nil {
+			if err := writeSockaddrOut(int(n.Pid), a[1], a[2], encodeSockaddr(family, peer)); err != nil {
 				unix.Close(nfd)
 				s.fail(n, unix.EFAULT)
 				return

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -31,14 +32,15 @@ func MaybeTrampoline() {
 }
 
 // trampoline runs in the child: look up the command, install the filter,
-// hand the listener fd over (fd 3, a SEQPACKET socket), exec.
+// tell the supervisor the listener's fd number (fd 3 is a SEQPACKET
+// socket), wait until it has taken the listener with pidfd_getfd, exec.
 func trampoline(args []string) {
 	// TSYNC puts the filter on all of Go's threads; locking keeps execve on
 	// the thread that installed it, for clarity.
 	runtime.LockOSThread()
 	const sock = 3
 	fail := func(code int, msg string) {
-		unix.Sendmsg(sock, []byte("err:"+msg), nil, nil, 0)
+		unix.Write(sock, []byte("err:"+msg))
 		os.Exit(code)
 	}
 	if len(args) == 0 {
@@ -52,10 +54,14 @@ func trampoline(args []string) {
 	if err != nil {
 		fail(126, err.Error())
 	}
-	// sendmsg is not trapped, otherwise this would deadlock: nobody holds
-	// the listener yet to answer.
-	if err := unix.Sendmsg(sock, []byte("ok"), unix.UnixRights(lfd), nil, 0); err != nil {
+	// From here on only untrapped calls: nobody answers trapped ones until
+	// the supervisor holds the listener. write and read are never trapped.
+	if _, err := unix.Write(sock, []byte("ok:"+strconv.Itoa(lfd))); err != nil {
 		os.Exit(126)
+	}
+	var ack [8]byte
+	if n, err := unix.Read(sock, ack[:]); err != nil || string(ack[:n]) != "go" {
+		os.Exit(126) // the supervisor is gone
 	}
 	unix.Close(lfd)
 	unix.Close(sock)
@@ -142,7 +148,7 @@ func Run(ctx context.Context, opt Options) error {
 	if tty {
 		defer reclaimTerminal(int(opt.Stdin.Fd()))
 	}
-	lfd, err := receiveListener(parent)
+	lfd, err := receiveListener(parent, cmd.Process.Pid)
 	unix.Close(parent)
 	if err != nil {
 		cmd.Wait()
@@ -177,26 +183,38 @@ func Run(ctx context.Context, opt Options) error {
 	return fmt.Errorf("waiting for %s: %w", opt.Args[0], werr)
 }
 
-// receiveListener reads the trampoline's report: the listener fd, or why it failed.
-func receiveListener(sock int) (int, error) {
+// receiveListener reads the trampoline's report and takes the listener
+// fd out of process pid (pidfd_getfd: the trampoline cannot send it with
+// sendmsg, which its own filter traps), or returns why it failed.
+func receiveListener(sock, pid int) (int, error) {
 	buf := make([]byte, 512)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	n, err := unix.Read(sock, buf)
 	if err != nil || n == 0 {
 		return -1, fmt.Errorf("the launcher died before installing the seccomp filter (%v)", err)
 	}
-	if msg, ok := strings.CutPrefix(string(buf[:n]), "err:"); ok {
-		return -1, &LaunchError{Msg: msg}
+	msg := string(buf[:n])
+	if m, ok := strings.CutPrefix(msg, "err:"); ok {
+		return -1, &LaunchError{Msg: m}
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return -1, fmt.Errorf("the launcher sent no listener fd: %v", err)
+	num, ok := strings.CutPrefix(msg, "ok:")
+	fd, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return -1, fmt.Errorf("the launcher sent %q instead of the listener's fd number", msg)
 	}
-	rights, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(rights) != 1 {
-		return -1, fmt.Errorf("the launcher sent a bad listener fd: %v", err)
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening the launcher (pid %d): %w", pid, err)
 	}
-	return rights[0], nil
+	defer unix.Close(pidfd)
+	lfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("taking the seccomp listener from the launcher (pidfd_getfd: %w); tether needs to be allowed to inspect its own child processes (kernel.yama.ptrace_scope 0 or 1)", err)
+	}
+	if _, err := unix.Write(sock, []byte("go")); err != nil {
+		unix.Close(lfd)
+		return -1, fmt.Errorf("the launcher died after installing the seccomp filter: %w", err)
+	}
+	return lfd, nil
 }
 
 // LaunchError is a failure to start the command (not found, filter refused).

@@ -65,12 +65,18 @@ type Session interface {
 	// PeerOf maps a local proxy or relay address seen by a socket back to
 	// the real remote address (for getpeername).
 	PeerOf(local, peer netip.AddrPort) (netip.AddrPort, bool)
+	// RelayPeer maps a UDP relay address (the source of a datagram the
+	// program receives) to the remote address the relay stands for.
+	RelayPeer(relay netip.AddrPort) (netip.AddrPort, bool)
 
 	// Incoming traffic.
 	//
 	// IncomingEnabled reports whether listening programs get the target's
 	// traffic at all (incoming.mode is not off).
 	IncomingEnabled() bool
+	// Subscribes reports whether a listener bound to addr would get the
+	// target's traffic (loopback listeners stay local unless configured).
+	Subscribes(addr netip.AddrPort) bool
 	// ListenPort maps a port the program binds to the local port to bind
 	// instead (listen_ports); ok is false when the port is kept.
 	ListenPort(port uint16) (local uint16, ok bool)

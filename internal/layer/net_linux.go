@@ -53,7 +53,7 @@ func (s *supervisor) onConnect(n *notif) {
 		return
 	}
 	dst, family, ok := parseSockaddr(raw)
-	if !ok || dst.Port() == 0 || dst.Addr().IsUnspecified() {
+	if !ok || dst.Addr().IsUnspecified() {
 		s.cont(n)
 		return
 	}
@@ -70,9 +70,16 @@ func (s *supervisor) onConnect(n *notif) {
 		}
 		return
 	}
-	typ, _ := unix.GetsockoptInt(tfd, unix.SOL_SOCKET, unix.SO_TYPE)
-	switch {
-	case typ == unix.SOCK_STREAM && tcp:
+	switch kind := socketKind(tfd); {
+	case dst.Port() == 0 && (kind == kindTCP || kind == kindUDP):
+		// Port 0 is never relayed, and must not leave from here either.
+		unix.Close(tfd)
+		if kind == kindTCP {
+			s.fail(n, unix.ECONNREFUSED)
+		} else {
+			s.fail(n, unix.ENETUNREACH)
+		}
+	case kind == kindTCP && tcp:
 		if s.alreadyProxied(tfd) {
 			// A connect restarted after a signal: the socket is already ours.
 			unix.Close(tfd)
@@ -84,9 +91,14 @@ func (s *supervisor) onConnect(n *notif) {
 			defer unix.Close(tfd)
 			s.redirectTCP(&nv, tfd, family, dst)
 		})
-	case typ == unix.SOCK_DGRAM && udp:
+	case kind == kindUDP && udp:
 		s.redirectUDP(n, tfd, family, dst)
 		unix.Close(tfd)
+	case kind == kindOtherInet:
+		// Raw and ICMP sockets have no relay: a remote peer is unreachable
+		// from here, and their packets must not leave through this machine.
+		unix.Close(tfd)
+		s.fail(n, unix.ENETUNREACH)
 	default:
 		unix.Close(tfd)
 		s.cont(n)
@@ -105,13 +117,25 @@ func (s *supervisor) alreadyProxied(tfd int) bool {
 }
 
 func (s *supervisor) redirectTCP(n *notif, tfd, family int, dst netip.AddrPort) {
+	switch err := s.connectViaProxy(tfd, family, dst); err {
+	case nil, unix.EISCONN:
+		s.ret(n, 0)
+	default:
+		s.failErr(n, err)
+	}
+}
+
+// connectViaProxy dials dst through the target, then connects the
+// caller's socket to the session's local proxy, which joins the two. Same
+// open file description as the caller's fd: a non-blocking caller gets
+// EINPROGRESS here exactly as from the kernel and then polls its own fd.
+func (s *supervisor) connectViaProxy(tfd, family int, dst netip.AddrPort) error {
 	v4, v6 := s.sess.TCPProxy()
 	proxy := v4
 	if family == afInet6 {
 		if only, _ := unix.GetsockoptInt(tfd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); only == 1 {
 			if !v6.IsValid() {
-				s.fail(n, unix.ENETUNREACH)
-				return
+				return unix.ENETUNREACH
 			}
 			proxy = v6
 		}
@@ -120,38 +144,26 @@ func (s *supervisor) redirectTCP(n *notif, tfd, family int, dst netip.AddrPort) 
 	pending, err := s.sess.DialTCP(ctx, dst)
 	cancel()
 	if err != nil {
-		s.failErr(n, err)
-		return
+		return err
 	}
 	// Bind first so the proxy can map the accepted connection (by its peer
 	// port) to the pending remote connection without a race.
 	la, err := unix.Getsockname(tfd)
 	if err != nil {
 		pending.Close()
-		s.failErr(n, err)
-		return
+		return err
 	}
 	local := sockAddrPort(la)
 	if local.Port() == 0 {
 		if err := unix.Bind(tfd, toSockaddr(family, netip.AddrPortFrom(proxy.Addr(), 0))); err != nil {
 			pending.Close()
-			s.failErr(n, err)
-			return
+			return err
 		}
 		la, _ = unix.Getsockname(tfd)
 		local = sockAddrPort(la)
 	}
 	s.sess.RegisterTCP(local.Port(), pending)
-	// Same open file description as the caller's fd: a non-blocking caller
-	// gets EINPROGRESS here exactly as from the kernel and then polls its
-	// own fd; a blocking one gets 0.
-	err = unix.Connect(tfd, toSockaddr(family, proxy))
-	switch err {
-	case nil, unix.EISCONN:
-		s.ret(n, 0)
-	default:
-		s.failErr(n, err)
-	}
+	return unix.Connect(tfd, toSockaddr(family, proxy))
 }
 
 func (s *supervisor) redirectUDP(n *notif, tfd, family int, dst netip.AddrPort) {
@@ -165,40 +177,8 @@ func (s *supervisor) redirectUDP(n *notif, tfd, family int, dst netip.AddrPort) 
 		s.failErr(n, err)
 		return
 	}
+	s.relayed.add(inodeOf(tfd))
 	s.ret(n, 0)
-}
-
-// onSendto handles sendto with a destination (unconnected UDP, e.g. musl's
-// resolver): the destination in the caller's memory is rewritten to the
-// session's relay for it and the syscall continues. Rewriting the caller's
-// own copy keeps resolvers that check the reply's source address happy.
-func (s *supervisor) onSendto(n *notif) {
-	a := n.Data.Args
-	raw, ok := s.readSockaddr(n, a[4], a[5])
-	if !ok {
-		s.cont(n)
-		return
-	}
-	dst, family, ok := parseSockaddr(raw)
-	if !ok || dst.Port() == 0 || !s.sess.OutgoingRemote("udp", dst) {
-		s.cont(n)
-		return
-	}
-	relay, err := s.sess.UDPRelay(dst)
-	if err != nil {
-		s.fail(n, unix.ENETUNREACH)
-		return
-	}
-	nb := encodeSockaddr(family, relay)
-	if len(nb) > len(raw) {
-		s.cont(n)
-		return
-	}
-	if err := writeMem(int(n.Pid), a[4], nb); err != nil {
-		s.cont(n)
-		return
-	}
-	s.cont(n)
 }
 
 // onGetpeername reports the real destination for sockets connected to the
@@ -234,7 +214,7 @@ func (s *supervisor) onGetpeername(n *notif) {
 
 // writeSockaddrResult answers a getpeername-style call with sa.
 func (s *supervisor) writeSockaddrResult(n *notif, addrPtr, lenPtr uint64, sa []byte) {
-	if err := s.writeSockaddrOut(n, addrPtr, lenPtr, sa); err != nil {
+	if err := writeSockaddrOut(int(n.Pid), addrPtr, lenPtr, sa); err != nil {
 		s.fail(n, unix.EFAULT)
 		return
 	}
@@ -243,8 +223,8 @@ func (s *supervisor) writeSockaddrResult(n *notif, addrPtr, lenPtr uint64, sa []
 
 // writeSockaddrOut fills a (sockaddr *, socklen_t *) result pair the way
 // the kernel does: truncate to the caller's length, report the full length.
-func (s *supervisor) writeSockaddrOut(n *notif, addrPtr, lenPtr uint64, sa []byte) error {
-	l, err := readU32(int(n.Pid), lenPtr)
+func writeSockaddrOut(pid int, addrPtr, lenPtr uint64, sa []byte) error {
+	l, err := readU32(pid, lenPtr)
 	if err != nil {
 		return err
 	}
@@ -254,9 +234,9 @@ func (s *supervisor) writeSockaddrOut(n *notif, addrPtr, lenPtr uint64, sa []byt
 	var lb [4]byte
 	binary.LittleEndian.PutUint32(lb[:], uint32(len(sa)))
 	if l > 0 {
-		if err := writeMem(int(n.Pid), addrPtr, sa[:l]); err != nil {
+		if err := writeMem(pid, addrPtr, sa[:l]); err != nil {
 			return err
 		}
 	}
-	return writeMem(int(n.Pid), lenPtr, lb[:])
+	return writeMem(pid, lenPtr, lb[:])
 }

@@ -12,8 +12,7 @@ import (
 // Kernel ABI of seccomp user notification (include/uapi/linux/seccomp.h);
 // x/sys/unix has the constants and ioctl numbers but not these structs.
 const (
-	auditArchX86_64 = 0xc000003e
-	x32SyscallBit   = 0x40000000
+	x32SyscallBit = 0x40000000
 
 	offNr   = 0  // offsetof(struct seccomp_data, nr)
 	offArch = 4  // offsetof(struct seccomp_data, arch)
@@ -49,19 +48,23 @@ type notifAddfd struct { // struct seccomp_notif_addfd
 	NewfdFlags uint32
 }
 
-// trapped are the syscalls that always go to the supervisor.
-var trapped = []uint32{
+// trapped are the syscalls that always go to the supervisor, on every
+// architecture (legacyTrapped adds x86_64's old path calls).
+var trapped = append([]uint32{
 	unix.SYS_CONNECT, unix.SYS_GETPEERNAME,
 	unix.SYS_BIND, unix.SYS_LISTEN, unix.SYS_ACCEPT, unix.SYS_ACCEPT4,
-	unix.SYS_OPEN, unix.SYS_OPENAT, unix.SYS_OPENAT2,
-	unix.SYS_STAT, unix.SYS_LSTAT,
-	unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2,
-	unix.SYS_READLINK, unix.SYS_READLINKAT,
+	// sendmsg/sendmmsg may carry a destination in their msghdr, and
+	// recvmsg/recvmmsg report a datagram's source there: the filter cannot
+	// look inside, so all of them go to the supervisor.
+	unix.SYS_SENDMSG, unix.SYS_SENDMMSG, unix.SYS_RECVMSG, unix.SYS_RECVMMSG,
+	unix.SYS_OPENAT, unix.SYS_OPENAT2,
+	unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2,
+	unix.SYS_READLINKAT,
 	unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR,
 	unix.SYS_UNAME,
-	unix.SYS_MKDIR, unix.SYS_MKDIRAT, unix.SYS_RMDIR, unix.SYS_UNLINK, unix.SYS_UNLINKAT,
-	unix.SYS_RENAME, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2,
-}
+	unix.SYS_MKDIRAT, unix.SYS_UNLINKAT,
+	unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2,
+}, legacyTrapped...)
 
 // Filter return values.
 const (
@@ -73,27 +76,32 @@ const (
 
 // filterProgram is the classic-BPF program, in order:
 //
-//	arch != x86_64                       -> KILL_PROCESS (a foreign ABI would bypass the checks)
-//	x32 syscall                          -> ENOSYS
+//	arch != auditArch                    -> KILL_PROCESS (a foreign ABI would bypass the checks)
+//	x32 syscall (x86_64)                 -> ENOSYS
 //	io_uring_*                           -> ENOSYS (io_uring would bypass the filter)
 //	newfstatat/statx with AT_EMPTY_PATH  -> ALLOW (that is fstat(fd))
 //	sendto with dest_addr != NULL        -> NOTIFY (unconnected UDP), else ALLOW
+//	recvfrom with src_addr != NULL       -> NOTIFY (the source may be a relay), else ALLOW
 //	trapped                              -> NOTIFY
 //	everything else                      -> ALLOW
 //
-// sendmsg is never trapped: the launch trampoline hands the listener over
-// with sendmsg after the filter is installed.
+// The launch trampoline installs the filter before it hands the listener
+// over, so it uses only untrapped calls (write, read) for that.
 func filterProgram() []bpf.Instruction {
 	ret := func(v uint32) bpf.Instruction { return bpf.RetConstant{Val: v} }
 	ldArgLow := func(i int) bpf.Instruction { return bpf.LoadAbsolute{Off: uint32(offArgs + 8*i), Size: 4} }
 	ldArgHigh := func(i int) bpf.Instruction { return bpf.LoadAbsolute{Off: uint32(offArgs + 8*i + 4), Size: 4} }
 	p := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offArch, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX86_64, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArch, SkipTrue: 1},
 		ret(retKill),
 		bpf.LoadAbsolute{Off: offNr, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32SyscallBit, SkipFalse: 1},
-		ret(retENOSYS),
+	}
+	if hasX32 {
+		p = append(p,
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32SyscallBit, SkipFalse: 1},
+			ret(retENOSYS),
+		)
 	}
 	for _, nr := range []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER} {
 		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, ret(retENOSYS))
@@ -111,16 +119,21 @@ func filterProgram() []bpf.Instruction {
 			ret(retNotify),
 		)
 	}
-	// sendto(fd, buf, len, flags, dest_addr, addrlen): dest_addr is arg4.
-	p = append(p,
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDTO, SkipFalse: 6},
-		ldArgLow(4),
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: 2},
-		ldArgHigh(4),
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipFalse: 1},
-		ret(retNotify),
-		ret(retAllow),
-	)
+	// sendto(fd, buf, len, flags, dest_addr, addrlen) and
+	// recvfrom(fd, buf, len, flags, src_addr, addrlen): the address is arg4.
+	for _, nr := range []uint32{unix.SYS_SENDTO, unix.SYS_RECVFROM} {
+		p = append(p,
+			bpf.LoadAbsolute{Off: offNr, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 6},
+			ldArgLow(4),
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: 2},
+			ldArgHigh(4),
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipFalse: 1},
+			ret(retNotify),
+			ret(retAllow),
+		)
+	}
+	p = append(p, bpf.LoadAbsolute{Off: offNr, Size: 4})
 	for _, nr := range trapped {
 		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, ret(retNotify))
 	}
@@ -261,3 +274,6 @@ func readU32(pid int, addr uint64) (uint32, error) {
 	}
 	return binary.LittleEndian.Uint32(b[:]), nil
 }
+
+// atFDCWD is AT_FDCWD as the 32-bit register value a caller passes.
+const atFDCWD = uint32(0xffffff9c)

@@ -28,7 +28,8 @@ type supervisor struct {
 	shadowDir string
 	wb        *writeback
 
-	listen listenState
+	listen  listenState
+	relayed relayedSockets // UDP sockets whose receives the supervisor does
 	stats  counters
 	wg     sync.WaitGroup // slow handlers in flight
 }
@@ -138,11 +139,18 @@ func errnoOf(err error) syscall.Errno {
 }
 
 func (s *supervisor) dispatch(n notif) {
+	normalize(&n.Data)
 	switch n.Data.Nr {
 	case unix.SYS_CONNECT:
 		s.onConnect(&n)
 	case unix.SYS_SENDTO:
 		s.onSendto(&n)
+	case unix.SYS_SENDMSG:
+		s.onSendmsg(&n)
+	case unix.SYS_SENDMMSG:
+		s.onSendmmsg(&n)
+	case unix.SYS_RECVFROM, unix.SYS_RECVMSG, unix.SYS_RECVMMSG:
+		s.onRecv(&n)
 	case unix.SYS_GETPEERNAME:
 		s.onGetpeername(&n)
 	case unix.SYS_UNAME:
@@ -153,16 +161,14 @@ func (s *supervisor) dispatch(n notif) {
 		s.onListen(&n)
 	case unix.SYS_ACCEPT, unix.SYS_ACCEPT4:
 		s.onAccept(&n)
-	case unix.SYS_OPEN, unix.SYS_OPENAT, unix.SYS_OPENAT2:
+	case unix.SYS_OPENAT, unix.SYS_OPENAT2:
 		s.onOpen(n)
-	case unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX,
-		unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2,
-		unix.SYS_READLINK, unix.SYS_READLINKAT:
+	case unix.SYS_NEWFSTATAT, unix.SYS_STATX,
+		unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2, unix.SYS_READLINKAT:
 		s.onPathQuery(n)
 	case unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR:
 		s.onXattr(&n)
-	case unix.SYS_MKDIR, unix.SYS_MKDIRAT, unix.SYS_RMDIR, unix.SYS_UNLINK, unix.SYS_UNLINKAT,
-		unix.SYS_RENAME, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
+	case unix.SYS_MKDIRAT, unix.SYS_UNLINKAT, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
 		s.onModify(n)
 	default:
 		s.cont(&n)

@@ -73,6 +73,13 @@ func (s *Session) wantsPort(p uint16) bool {
 	return !slices.Contains(in.IgnorePorts, p)
 }
 
+// Subscribes reports whether a listener bound to addr gets the target's
+// traffic: incoming is on, and a loopback address only with
+// incoming.loopback.
+func (s *Session) Subscribes(addr netip.AddrPort) bool {
+	return s.IncomingEnabled() && (s.cfg.Incoming.Loopback || !addr.Addr().Unmap().IsLoopback())
+}
+
 // Listening subscribes the target port behind a local listener. An error
 // means the agent refused (the port is stolen by someone else without a
 // filter...); the supervisor fails the program's listen with EADDRINUSE.
@@ -81,7 +88,16 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 		return nil
 	}
 	remote := s.remotePortFor(local, requested)
+	if !s.Subscribes(local) {
+		s.say("the local listener on %v is not subscribed: it is bound to a loopback address, so it stays this machine's own (set incoming.loopback: true to give it the target's port %d)", local, remote)
+		return nil
+	}
 	if !s.wantsPort(remote) {
+		key := "incoming.ignore_ports"
+		if len(s.cfg.Incoming.Ports) > 0 {
+			key = "incoming.ports"
+		}
+		s.say("the local listener on %v is not subscribed: the target's port %d is left out by %s", local, remote, key)
 		return nil
 	}
 	mode := s.cfg.IncomingMode()

@@ -118,7 +118,7 @@ func (r *incomingRig) session(t *testing.T, name string, cfg *config.Config) (*S
 		t.Fatal(err)
 	}
 	var msgs bytes.Buffer
-	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: &syncWriter{w: &msgs}, Quiet: true})
+	s, err := New(context.Background(), conn, Options{Config: withLoopback(cfg), Messages: &syncWriter{w: &msgs}, Quiet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +126,14 @@ func (r *incomingRig) session(t *testing.T, name string, cfg *config.Config) (*S
 	local, seen := whoServer(t, name)
 	err = s.Listening(context.Background(), local, r.app.Port())
 	return s, seen, &msgs, err
+}
+
+// withLoopback is cfg with incoming.loopback on: the rig's local servers
+// listen on 127.0.0.1, which is otherwise never subscribed.
+func withLoopback(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Incoming.Loopback = true
+	return &c
 }
 
 type syncWriter struct {
@@ -154,7 +162,7 @@ func (r *incomingRig) sessionVia(t *testing.T, name string, cfg *config.Config, 
 		t.Fatal(err)
 	}
 	msgs := &syncWriter{w: &bytes.Buffer{}}
-	s, err := New(context.Background(), conn, Options{Config: cfg, Messages: msgs, Quiet: true,
+	s, err := New(context.Background(), conn, Options{Config: withLoopback(cfg), Messages: msgs, Quiet: true,
 		Redial: func(ctx context.Context) (net.Conn, string, error) { c, err := dial(ctx); return c, "", err }})
 	if err != nil {
 		t.Fatal(err)
@@ -312,5 +320,37 @@ func TestIncomingSessionEndRemovesRule(t *testing.T) {
 	}
 	if len(r.redir.Ports()) != 0 || !r.redir.IsClosed() {
 		t.Fatalf("after the last session: rules %v closed %v", r.redir.Ports(), r.redir.IsClosed())
+	}
+}
+
+// TestIncomingLoopbackNotSubscribed: without incoming.loopback, a listener
+// on 127.0.0.1 is not subscribed (no rule at the agent) and the user is told
+// why and how to change it.
+func TestIncomingLoopbackNotSubscribed(t *testing.T) {
+	r := newIncomingRig(t)
+	conn, err := net.Dial("tcp", r.agentAdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := &syncWriter{w: &bytes.Buffer{}}
+	s, err := New(context.Background(), conn, Options{Config: &config.Config{Incoming: config.Incoming{Mode: "steal"}}, Messages: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	local, _ := whoServer(t, "local")
+	if err := s.Listening(context.Background(), local, r.app.Port()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Subscribed(local.Port()) {
+		t.Errorf("the loopback listener %v is subscribed", local)
+	}
+	if rules := r.redir.Ports(); len(rules) != 0 {
+		t.Errorf("redirect rules for a loopback listener: %v", rules)
+	}
+	for _, want := range []string{"not subscribed", "loopback", "incoming.loopback: true"} {
+		if !strings.Contains(msgs.String(), want) {
+			t.Errorf("messages lack %q: %q", want, msgs.String())
+		}
 	}
 }

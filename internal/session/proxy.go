@@ -218,9 +218,13 @@ func (s *Session) PeerOf(local, peer netip.AddrPort) (netip.AddrPort, bool) {
 	if client, ok := s.incomingPeer(peer); ok {
 		return client, true
 	}
+	return s.RelayPeer(peer)
+}
+
+func (s *Session) RelayPeer(relay netip.AddrPort) (netip.AddrPort, bool) {
 	s.relayMu.Lock()
 	defer s.relayMu.Unlock()
-	dst, ok := s.byRelay[peer]
+	dst, ok := s.byRelay[netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())]
 	return dst, ok
 }
 

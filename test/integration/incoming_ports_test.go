@@ -33,6 +33,8 @@ const (
 	portEndNormal                                             // 18102
 	portEndSIGINT                                             // 18103
 	portTransparent                                           // 18104
+	portLoopback                                              // 18105
+	portLoopbackOptIn                                         // 18106
 )
 
 // portNonHTTP is a pod port with the raw TCP echo (not HTTP).
