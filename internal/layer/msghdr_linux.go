@@ -131,4 +131,3 @@ func putU64(pid int, addr uint64, v uint64) error {
 	binary.LittleEndian.PutUint64(b[:], v)
 	return writeMem(pid, addr, b[:])
 }
-

@@ -30,8 +30,8 @@ type supervisor struct {
 
 	listen  listenState
 	relayed relayedSockets // UDP sockets whose receives the supervisor does
-	stats  counters
-	wg     sync.WaitGroup // slow handlers in flight
+	stats   counters
+	wg      sync.WaitGroup // slow handlers in flight
 }
 
 type counters struct {
