@@ -162,8 +162,14 @@ func (f fileOps) readdir(req protocol.Request) protocol.Response {
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
+	// After the listing, which may have touched the directory's atime: a
+	// stat of the path right after must say the same.
+	fi, err := d.Stat()
+	if err != nil {
+		return protocol.ErrorResponse(err)
+	}
 	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	resp := protocol.Response{Entries: make([]protocol.DirEntry, 0, len(des))}
+	resp := protocol.Response{Stat: statOf(fi), Entries: make([]protocol.DirEntry, 0, len(des))}
 	for _, de := range des {
 		resp.Entries = append(resp.Entries, protocol.DirEntry{Name: de.Name(), Mode: modeBits(de.Type())})
 	}

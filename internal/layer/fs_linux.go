@@ -2,6 +2,7 @@ package layer
 
 import (
 	"bytes"
+	"hash/fnv"
 	"context"
 	"fmt"
 	"io"
@@ -63,10 +64,10 @@ func (s *supervisor) onOpen(n notif) {
 			s.fail(&n, unix.EROFS)
 			return
 		}
-		s.injectContent(&n, p, bytes.NewReader(content), flags)
+		s.injectContent(&n, p, bytes.NewReader(content), flags, s.virtualStat(p, content))
 		return
 	}
-	route := s.sess.RouteFile(p)
+	route := s.routeFile(&n, p)
 	switch route {
 	case Local:
 		s.cont(&n)
@@ -98,7 +99,7 @@ func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, r
 		st, rc, err := s.sess.ReadFile(ctx, p)
 		if err == nil {
 			defer rc.Close()
-			s.injectContent(n, p, io.LimitReader(rc, st.Size), flags)
+			s.injectContent(n, p, io.LimitReader(rc, st.Size), flags, st)
 			return
 		}
 		if errnoOf(err) != unix.EISDIR {
@@ -115,7 +116,10 @@ var shadowGen atomic.Int64
 // directory of empty entries (so getdents and d_type work natively) and
 // injects it. Lookups relative to it map back to the remote path.
 func (s *supervisor) openRemoteDir(ctx context.Context, n *notif, p string, flags uint64) {
-	entries, err := s.sess.ReadDir(ctx, p)
+	entries, dst, err := s.sess.ReadDir(ctx, p)
+	if err == nil && dst == nil { // an older agent: ask separately
+		dst, err = s.sess.Stat(ctx, p, true)
+	}
 	if err != nil {
 		s.failErr(n, err)
 		return
@@ -147,6 +151,7 @@ func (s *supervisor) openRemoteDir(ctx context.Context, n *notif, p string, flag
 		return
 	}
 	defer unix.Close(fd)
+	s.fds.add(fd, fdInfo{path: p, st: dst})
 	s.inject(n, fd, flags)
 }
 
@@ -160,14 +165,16 @@ func (s *supervisor) shadowToRemote(p string) (string, bool) {
 	return "/" + after, true
 }
 
-// injectContent puts r's bytes in a sealed memfd and injects it.
-func (s *supervisor) injectContent(n *notif, name string, r io.Reader, flags uint64) {
+// injectContent puts r's bytes in a sealed memfd and injects it; its
+// fstat reports st.
+func (s *supervisor) injectContent(n *notif, name string, r io.Reader, flags uint64, st *protocol.Stat) {
 	fd, err := sealedMemfd(name, r)
 	if err != nil {
 		s.failErr(n, err)
 		return
 	}
 	defer unix.Close(fd)
+	s.fds.add(fd, fdInfo{path: name, st: st})
 	s.injectReadOnly(n, fd, flags)
 }
 
@@ -233,10 +240,16 @@ func (s *supervisor) onPathQuery(n notif) {
 		return
 	}
 	if content, ok := s.sess.VirtualFile(p); ok {
-		s.answerPathQuery(&n, p, virtualStat(content), nil, Local)
+		s.answerPathQuery(&n, p, s.virtualStat(p, content), nil, Local)
 		return
 	}
-	route := s.sess.RouteFile(p)
+	if strings.HasPrefix(p, "/proc/") {
+		if info, ok := s.magicFD(&n, p); ok {
+			s.answerMagicFD(&n, info)
+			return
+		}
+	}
+	route := s.routeFile(&n, p)
 	switch route {
 	case Local:
 		s.cont(&n)
@@ -277,10 +290,27 @@ func statFollows(n *notif) bool {
 	return true
 }
 
-func virtualStat(content []byte) *protocol.Stat {
-	now := time.Now().UnixNano()
+// virtualStat describes a virtual file: the same for every call of a
+// session (its times are the session's start, its inode a hash of its path).
+func (s *supervisor) virtualStat(p string, content []byte) *protocol.Stat {
+	h := fnv.New64a()
+	h.Write([]byte(p))
 	return &protocol.Stat{Mode: unix.S_IFREG | 0o644, Size: int64(len(content)), Nlink: 1, Blksize: 4096,
-		Blocks: (int64(len(content)) + 511) / 512, Atime: now, Mtime: now, Ctime: now}
+		Ino: h.Sum64() >> 1, Blocks: (int64(len(content)) + 511) / 512, Atime: s.started, Mtime: s.started, Ctime: s.started}
+}
+
+// answerMagicFD answers a path query on /proc/.../fd/N for an injected fd:
+// readlink gives the remote path, a stat that follows the link the remote
+// stat.
+func (s *supervisor) answerMagicFD(n *notif, info fdInfo) {
+	switch {
+	case n.Data.Nr == unix.SYS_READLINKAT:
+		s.answerReadlink(n, info.path)
+	case (n.Data.Nr == unix.SYS_NEWFSTATAT || n.Data.Nr == unix.SYS_STATX) && statFollows(n) && info.st != nil:
+		s.writeStat(n, info.st)
+	default:
+		s.cont(n)
+	}
 }
 
 func (s *supervisor) answerPathQuery(n *notif, p string, st *protocol.Stat, err error, route Route) {
@@ -381,7 +411,7 @@ func (s *supervisor) onXattr(n *notif) {
 		s.cont(n)
 		return
 	}
-	if _, virtual := s.sess.VirtualFile(p); !virtual && s.sess.RouteFile(p) == Local {
+	if _, virtual := s.sess.VirtualFile(p); !virtual && s.routeFile(n, p) == Local {
 		s.cont(n)
 		return
 	}
@@ -421,12 +451,12 @@ func (s *supervisor) onModify(n notif) {
 		s.cont(&n)
 		return
 	}
-	route := s.sess.RouteFile(from)
+	route := s.routeFile(&n, from)
 	if _, virtual := s.sess.VirtualFile(from); virtual {
 		route = RemoteRead
 	}
 	if op == "rename" {
-		toRoute := s.sess.RouteFile(to)
+		toRoute := s.routeFile(&n, to)
 		if (route == Local) != (toRoute == Local) {
 			s.fail(&n, unix.EXDEV) // across file systems, as the kernel says
 			return

@@ -101,7 +101,9 @@ type Session interface {
 	// Remote file operations.
 	Stat(ctx context.Context, path string, follow bool) (*protocol.Stat, error)
 	ReadFile(ctx context.Context, path string) (*protocol.Stat, io.ReadCloser, error)
-	ReadDir(ctx context.Context, path string) ([]protocol.DirEntry, error)
+	// ReadDir lists a directory; st is the directory's own stat (nil
+	// from an agent too old to send it).
+	ReadDir(ctx context.Context, path string) (entries []protocol.DirEntry, st *protocol.Stat, err error)
 	Readlink(ctx context.Context, path string) (string, error)
 	WriteFile(ctx context.Context, path string, r io.Reader, size int64, perm uint32) error
 	Mkdir(ctx context.Context, path string, perm uint32) error

@@ -31,6 +31,11 @@ type notif struct { // struct seccomp_notif
 	Pid   uint32
 	Flags uint32
 	Data  seccompData
+
+	// viaRemote is the supervisor's own (after the kernel's struct): the
+	// call's relative path was resolved against a remote directory (a
+	// remote cwd or a remote directory's fd), so it names a remote file.
+	viaRemote bool
 }
 
 type notifResp struct { // struct seccomp_notif_resp
@@ -58,12 +63,19 @@ var trapped = append([]uint32{
 	// look inside, so all of them go to the supervisor.
 	unix.SYS_SENDMSG, unix.SYS_SENDMMSG, unix.SYS_RECVMSG, unix.SYS_RECVMMSG,
 	unix.SYS_OPENAT, unix.SYS_OPENAT2,
+	unix.SYS_NEWFSTATAT, unix.SYS_STATX,
 	unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2,
 	unix.SYS_READLINKAT,
 	unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR,
 	unix.SYS_UNAME,
 	unix.SYS_MKDIRAT, unix.SYS_UNLINKAT,
 	unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2,
+	// fstat and the fd xattr calls: injected fds report the remote
+	// file's identity.
+	unix.SYS_FSTAT, unix.SYS_FGETXATTR, unix.SYS_FLISTXATTR,
+	// The working directory can be remote (emulated, see cwd_linux.go).
+	unix.SYS_CHDIR, unix.SYS_FCHDIR, unix.SYS_GETCWD,
+	unix.SYS_EXECVE, unix.SYS_EXECVEAT,
 }, legacyTrapped...)
 
 // Filter return values.
@@ -79,7 +91,6 @@ const (
 //	arch != auditArch                    -> KILL_PROCESS (a foreign ABI would bypass the checks)
 //	x32 syscall (x86_64)                 -> ENOSYS
 //	io_uring_*                           -> ENOSYS (io_uring would bypass the filter)
-//	newfstatat/statx with AT_EMPTY_PATH  -> ALLOW (that is fstat(fd))
 //	sendto with dest_addr != NULL        -> NOTIFY (unconnected UDP), else ALLOW
 //	recvfrom with src_addr != NULL       -> NOTIFY (the source may be a relay), else ALLOW
 //	trapped                              -> NOTIFY
@@ -105,19 +116,6 @@ func filterProgram() []bpf.Instruction {
 	}
 	for _, nr := range []uint32{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER} {
 		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, ret(retENOSYS))
-	}
-	// newfstatat(dirfd, path, buf, flags): flags is arg3; statx(dirfd, path, flags, mask, buf): arg2.
-	for _, c := range []struct {
-		nr      uint32
-		flagArg int
-	}{{unix.SYS_NEWFSTATAT, 3}, {unix.SYS_STATX, 2}} {
-		p = append(p,
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: c.nr, SkipFalse: 4},
-			ldArgLow(c.flagArg),
-			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: unix.AT_EMPTY_PATH, SkipFalse: 1},
-			ret(retAllow),
-			ret(retNotify),
-		)
 	}
 	// sendto(fd, buf, len, flags, dest_addr, addrlen) and
 	// recvfrom(fd, buf, len, flags, src_addr, addrlen): the address is arg4.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,9 @@ type supervisor struct {
 
 	listen  listenState
 	relayed relayedSockets // UDP sockets whose receives the supervisor does
+	fds     fdRegistry     // injected objects -> the remote files they stand for
+	cwd     cwdState       // remote working directories
+	started int64          // UnixNano: the times of virtual files
 	stats   counters
 	wg      sync.WaitGroup // slow handlers in flight
 }
@@ -43,7 +47,7 @@ func newSupervisor(ctx context.Context, sess Session, log *slog.Logger) (*superv
 	if err != nil {
 		return nil, fmt.Errorf("creating the supervisor's temp dir: %w", err)
 	}
-	s := &supervisor{ctx: ctx, sess: sess, log: log, lfd: -1, tmp: tmp, shadowDir: path.Join(tmp, "shadow")}
+	s := &supervisor{ctx: ctx, sess: sess, log: log, lfd: -1, tmp: tmp, shadowDir: path.Join(tmp, "shadow"), started: time.Now().UnixNano()}
 	if err := os.Mkdir(s.shadowDir, 0o700); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -163,9 +167,30 @@ func (s *supervisor) dispatch(n notif) {
 		s.onAccept(&n)
 	case unix.SYS_OPENAT, unix.SYS_OPENAT2:
 		s.onOpen(n)
-	case unix.SYS_NEWFSTATAT, unix.SYS_STATX,
-		unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2, unix.SYS_READLINKAT:
+	case unix.SYS_FSTAT:
+		s.onFstat(n)
+	case unix.SYS_NEWFSTATAT:
+		if n.Data.Args[3]&unix.AT_EMPTY_PATH != 0 {
+			s.onFstat(n)
+		} else {
+			s.onPathQuery(n)
+		}
+	case unix.SYS_STATX:
+		if n.Data.Args[2]&unix.AT_EMPTY_PATH != 0 {
+			s.onFstat(n)
+		} else {
+			s.onPathQuery(n)
+		}
+	case unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2, unix.SYS_READLINKAT:
 		s.onPathQuery(n)
+	case unix.SYS_FGETXATTR, unix.SYS_FLISTXATTR:
+		s.onFxattr(&n)
+	case unix.SYS_CHDIR, unix.SYS_FCHDIR:
+		s.onChdir(n)
+	case unix.SYS_GETCWD:
+		s.onGetcwd(&n)
+	case unix.SYS_EXECVE, unix.SYS_EXECVEAT:
+		s.onExec(&n)
 	case unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR:
 		s.onXattr(&n)
 	case unix.SYS_MKDIRAT, unix.SYS_UNLINKAT, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
@@ -222,17 +247,33 @@ func (s *supervisor) absPath(n *notif, dirfd int32, p string) string {
 	}
 	var base string
 	if dirfd == unix.AT_FDCWD {
+		if cwd, ok := s.cwd.of(int(n.Pid)); ok {
+			n.viaRemote = true
+			return path.Clean(cwd + "/" + p)
+		}
 		base, _ = os.Readlink("/proc/" + strconv.Itoa(int(n.Pid)) + "/cwd")
 	} else {
 		base, _ = os.Readlink("/proc/" + strconv.Itoa(int(n.Pid)) + "/fd/" + strconv.Itoa(int(dirfd)))
 	}
 	if remote, ok := s.shadowToRemote(base); ok {
 		base = remote
+		n.viaRemote = true
 	}
 	if p == "" {
 		return path.Clean(base)
 	}
 	return path.Clean(base + "/" + p)
+}
+
+// routeFile is the session's route for p, except that a path reached
+// relatively from a remote directory names a remote file even where an
+// absolute one would be local (the pod's /app/x.py, its .git).
+func (s *supervisor) routeFile(n *notif, p string) Route {
+	r := s.sess.RouteFile(p)
+	if r == Local && n.viaRemote && p != "/" {
+		return RemoteRead
+	}
+	return r
 }
 
 // readPath reads a path argument and makes it absolute.

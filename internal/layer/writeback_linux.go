@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tether-dev/tether/internal/protocol"
 )
 
 // writeback serves remote files opened for writing (fs mode "write"): the
@@ -31,7 +33,21 @@ type wbFile struct {
 	remote string
 	local  string
 	perm   uint32
+	base   *protocol.Stat // the remote file's stat at open (nil: a new file)
 	synced fileVersion
+}
+
+// liveStat is the remote file as the writer sees it now: the remote
+// identity (device, inode, owner) with the local copy's size and times.
+func (wf *wbFile) liveStat(local *unix.Stat_t) *protocol.Stat {
+	st := protocol.Stat{Dev: local.Dev, Ino: local.Ino, Uid: local.Uid, Gid: local.Gid, Nlink: 1}
+	if wf.base != nil {
+		st = *wf.base
+	}
+	st.Mode = unix.S_IFREG | wf.perm
+	st.Size, st.Blocks, st.Blksize = local.Size, local.Blocks, local.Blksize
+	st.Atime, st.Mtime, st.Ctime = local.Atim.Nano(), local.Mtim.Nano(), local.Ctim.Nano()
+	return &st
 }
 
 type fileVersion struct {
@@ -112,6 +128,9 @@ func (w *writeback) open(ctx context.Context, n *notif, p string, flags uint64, 
 	}
 	f.Close()
 	wf := &wbFile{remote: p, local: local, perm: perm}
+	if exists {
+		wf.base = st
+	}
 	if !exists || flags&unix.O_TRUNC != 0 {
 		// Create/truncate now, as the kernel would, so errors (missing
 		// directory, permissions) surface at open.
@@ -137,6 +156,7 @@ func (w *writeback) open(ctx context.Context, n *notif, p string, flags uint64, 
 		return
 	}
 	defer unix.Close(fd)
+	s.fds.add(fd, fdInfo{path: p, wb: wf})
 	s.inject(n, fd, flags)
 }
 

@@ -436,9 +436,9 @@ func (s *Session) ReadFile(ctx context.Context, p string) (*protocol.Stat, io.Re
 	return resp.Stat, streamReader{io.LimitReader(st, resp.Stat.Size), st}, nil
 }
 
-func (s *Session) ReadDir(ctx context.Context, p string) ([]protocol.DirEntry, error) {
+func (s *Session) ReadDir(ctx context.Context, p string) ([]protocol.DirEntry, *protocol.Stat, error) {
 	resp, err := s.call(ctx, protocol.Request{Op: protocol.OpReadDir, Path: p})
-	return resp.Entries, err
+	return resp.Entries, resp.Stat, err
 }
 
 func (s *Session) Readlink(ctx context.Context, p string) (string, error) {
