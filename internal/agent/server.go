@@ -290,6 +290,12 @@ func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
 		resp = files.remove(req)
 	case protocol.OpRename:
 		resp = files.rename(req)
+	case protocol.OpSetAttr:
+		resp = files.setattr(req)
+	case protocol.OpSymlink:
+		resp = files.symlink(req)
+	case protocol.OpLink:
+		resp = files.link(req)
 	case protocol.OpSubscribe:
 		resp = s.incoming().subscribe(ss, req)
 	case protocol.OpUnsubscribe:

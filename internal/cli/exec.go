@@ -208,6 +208,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		Args: args, Env: env,
 		Stdin: streams.In, Stdout: streams.Out, Stderr: streams.Err,
 		Session: sess, Log: log,
+		Writes: cfg.FS.Mode == "write" || len(cfg.FS.ReadWrite) > 0,
 	})
 	var ee *layer.ExitError
 	var le *layer.LaunchError

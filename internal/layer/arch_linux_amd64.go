@@ -17,6 +17,7 @@ var legacyTrapped = []uint32{
 	unix.SYS_OPEN, unix.SYS_CREAT, unix.SYS_STAT, unix.SYS_LSTAT,
 	unix.SYS_ACCESS, unix.SYS_READLINK,
 	unix.SYS_MKDIR, unix.SYS_RMDIR, unix.SYS_UNLINK, unix.SYS_RENAME,
+	unix.SYS_CHMOD, unix.SYS_CHOWN, unix.SYS_LCHOWN, unix.SYS_SYMLINK, unix.SYS_LINK,
 }
 
 // normalize rewrites a legacy path syscall as the *at call the kernel
@@ -45,5 +46,15 @@ func normalize(d *seccompData) {
 		d.Nr, a[0], a[1], a[2] = unix.SYS_UNLINKAT, cwd, a[0], 0
 	case unix.SYS_RENAME:
 		d.Nr, a[0], a[1], a[2], a[3], a[4] = unix.SYS_RENAMEAT2, cwd, a[0], cwd, a[1], 0
+	case unix.SYS_CHMOD:
+		d.Nr, a[0], a[1], a[2] = unix.SYS_FCHMODAT, cwd, a[0], a[1]
+	case unix.SYS_CHOWN:
+		d.Nr, a[0], a[1], a[2], a[3], a[4] = unix.SYS_FCHOWNAT, cwd, a[0], a[1], a[2], 0
+	case unix.SYS_LCHOWN:
+		d.Nr, a[0], a[1], a[2], a[3], a[4] = unix.SYS_FCHOWNAT, cwd, a[0], a[1], a[2], unix.AT_SYMLINK_NOFOLLOW
+	case unix.SYS_SYMLINK:
+		d.Nr, a[1], a[2] = unix.SYS_SYMLINKAT, cwd, a[1]
+	case unix.SYS_LINK:
+		d.Nr, a[0], a[1], a[2], a[3], a[4] = unix.SYS_LINKAT, cwd, a[0], cwd, a[1], 0
 	}
 }

@@ -24,7 +24,7 @@ func seccompInput(arch uint32, nr uint32, args [6]uint64) []byte {
 }
 
 func TestFilter(t *testing.T) {
-	vm, err := bpf.NewVM(filterProgram())
+	vm, err := bpf.NewVM(filterProgram(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestFilter(t *testing.T) {
 			t.Errorf("syscall %d in trapped list returned %#x", nr, got)
 		}
 	}
-	if _, err := buildFilter(); err != nil {
+	if _, err := buildFilter(false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -101,7 +101,7 @@ func TestFilter(t *testing.T) {
 // foreign architecture is always killed, io_uring never runs, and a
 // trapped syscall on x86_64 always reaches the supervisor.
 func FuzzFilter(f *testing.F) {
-	vm, err := bpf.NewVM(filterProgram())
+	vm, err := bpf.NewVM(filterProgram(false))
 	if err != nil {
 		f.Fatal(err)
 	}

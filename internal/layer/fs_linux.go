@@ -2,9 +2,9 @@ package layer
 
 import (
 	"bytes"
-	"hash/fnv"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path"

@@ -28,13 +28,13 @@ func MaybeTrampoline() {
 	if len(os.Args) < 3 || os.Args[1] != trampolineArg {
 		return
 	}
-	trampoline(os.Args[3:])
+	trampoline(os.Args[3:], os.Args[2] == "writes")
 }
 
 // trampoline runs in the child: look up the command, install the filter,
 // tell the supervisor the listener's fd number (fd 3 is a SEQPACKET
 // socket), wait until it has taken the listener with pidfd_getfd, exec.
-func trampoline(args []string) {
+func trampoline(args []string, writes bool) {
 	// TSYNC puts the filter on all of Go's threads; locking keeps execve on
 	// the thread that installed it, for clarity.
 	runtime.LockOSThread()
@@ -50,7 +50,7 @@ func trampoline(args []string) {
 	if err != nil {
 		fail(127, fmt.Sprintf("%s: command not found (check the name and PATH)", args[0]))
 	}
-	lfd, err := installFilter()
+	lfd, err := installFilter(writes)
 	if err != nil {
 		fail(126, err.Error())
 	}
@@ -80,6 +80,9 @@ type Options struct {
 	Stderr  io.Writer
 	Session Session
 	Log     *slog.Logger
+	// Writes: remote files can be written (fs.mode write or fs.read_write),
+	// so close and fsync wait for uploads.
+	Writes bool
 }
 
 // ExitError reports how the supervised command ended when it did not exit 0.
@@ -118,7 +121,11 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("finding the tether executable: %w", err)
 	}
-	cmd := exec.Command(exe, append([]string{trampolineArg, "--"}, opt.Args...)...)
+	mode := "--"
+	if opt.Writes {
+		mode = "writes" // the filter traps close and fsync too
+	}
+	cmd := exec.Command(exe, append([]string{trampolineArg, mode}, opt.Args...)...)
 	cmd.Args[0] = opt.Args[0] // ps shows the user's command while the trampoline runs
 	cmd.Env = opt.Env
 	cmd.Dir = opt.Dir

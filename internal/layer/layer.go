@@ -109,4 +109,9 @@ type Session interface {
 	Mkdir(ctx context.Context, path string, perm uint32) error
 	Remove(ctx context.Context, path string) error
 	Rename(ctx context.Context, from, to string) error
+	// SetAttr changes a remote file's mode, owner, times or size.
+	SetAttr(ctx context.Context, path string, follow bool, a protocol.Attr) error
+	// Symlink makes link a symlink to target; Link makes to a hard link to from.
+	Symlink(ctx context.Context, target, link string) error
+	Link(ctx context.Context, from, to string, follow bool) error
 }

@@ -76,7 +76,17 @@ var trapped = append([]uint32{
 	// The working directory can be remote (emulated, see cwd_linux.go).
 	unix.SYS_CHDIR, unix.SYS_FCHDIR, unix.SYS_GETCWD,
 	unix.SYS_EXECVE, unix.SYS_EXECVEAT,
+	// Metadata and links: remote in write mode, EROFS in read mode.
+	unix.SYS_FCHMODAT, unix.SYS_FCHMODAT2, unix.SYS_FCHOWNAT, unix.SYS_UTIMENSAT,
+	unix.SYS_TRUNCATE, unix.SYS_SYMLINKAT, unix.SYS_LINKAT,
 }, legacyTrapped...)
+
+// writeTrapped are trapped only when remote files can be written (fs.mode
+// write, or fs.read_write): close and fsync of a local copy wait for its
+// upload, fchmod/fchown of one change the target's file.
+var writeTrapped = []uint32{
+	unix.SYS_CLOSE, unix.SYS_FSYNC, unix.SYS_FDATASYNC, unix.SYS_FCHMOD, unix.SYS_FCHOWN,
+}
 
 // Filter return values.
 const (
@@ -98,7 +108,7 @@ const (
 //
 // The launch trampoline installs the filter before it hands the listener
 // over, so it uses only untrapped calls (write, read) for that.
-func filterProgram() []bpf.Instruction {
+func filterProgram(writes bool) []bpf.Instruction {
 	ret := func(v uint32) bpf.Instruction { return bpf.RetConstant{Val: v} }
 	ldArgLow := func(i int) bpf.Instruction { return bpf.LoadAbsolute{Off: uint32(offArgs + 8*i), Size: 4} }
 	ldArgHigh := func(i int) bpf.Instruction { return bpf.LoadAbsolute{Off: uint32(offArgs + 8*i + 4), Size: 4} }
@@ -132,15 +142,19 @@ func filterProgram() []bpf.Instruction {
 		)
 	}
 	p = append(p, bpf.LoadAbsolute{Off: offNr, Size: 4})
-	for _, nr := range trapped {
+	all := trapped
+	if writes {
+		all = append(all[:len(all):len(all)], writeTrapped...)
+	}
+	for _, nr := range all {
 		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, ret(retNotify))
 	}
 	return append(p, ret(retAllow))
 }
 
 // buildFilter assembles filterProgram for the kernel.
-func buildFilter() ([]unix.SockFilter, error) {
-	raw, err := bpf.Assemble(filterProgram())
+func buildFilter(writes bool) ([]unix.SockFilter, error) {
+	raw, err := bpf.Assemble(filterProgram(writes))
 	if err != nil {
 		return nil, fmt.Errorf("assembling seccomp filter: %w", err)
 	}
@@ -158,8 +172,8 @@ const filterFlags = unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_
 
 // installFilter sets no_new_privs and installs the filter on every thread
 // of the calling process, returning the notification listener fd.
-func installFilter() (int, error) {
-	prog, err := buildFilter()
+func installFilter(writes bool) (int, error) {
+	prog, err := buildFilter(writes)
 	if err != nil {
 		return -1, err
 	}

@@ -191,6 +191,13 @@ func (s *supervisor) dispatch(n notif) {
 		s.onGetcwd(&n)
 	case unix.SYS_EXECVE, unix.SYS_EXECVEAT:
 		s.onExec(&n)
+	case unix.SYS_FCHMODAT, unix.SYS_FCHMODAT2, unix.SYS_FCHOWNAT, unix.SYS_UTIMENSAT,
+		unix.SYS_TRUNCATE, unix.SYS_SYMLINKAT, unix.SYS_LINKAT:
+		s.onMeta(n)
+	case unix.SYS_FCHMOD, unix.SYS_FCHOWN:
+		s.onFdMeta(n, fdMeta(&n))
+	case unix.SYS_CLOSE, unix.SYS_FSYNC, unix.SYS_FDATASYNC:
+		s.onFdSync(n)
 	case unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR:
 		s.onXattr(&n)
 	case unix.SYS_MKDIRAT, unix.SYS_UNLINKAT, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:

@@ -35,6 +35,21 @@ type wbFile struct {
 	perm   uint32
 	base   *protocol.Stat // the remote file's stat at open (nil: a new file)
 	synced fileVersion
+	// times: the program set the copy's times (futimens): each upload
+	// gives the target the copy's times too.
+	times bool
+}
+
+func (wf *wbFile) setTimes() {
+	wf.mu.Lock()
+	wf.times = true
+	wf.mu.Unlock()
+}
+
+func (wf *wbFile) setPerm(m uint32) {
+	wf.mu.Lock()
+	wf.perm = m & 0o7777
+	wf.mu.Unlock()
 }
 
 // liveStat is the remote file as the writer sees it now: the remote
@@ -44,7 +59,9 @@ func (wf *wbFile) liveStat(local *unix.Stat_t) *protocol.Stat {
 	if wf.base != nil {
 		st = *wf.base
 	}
+	wf.mu.Lock()
 	st.Mode = unix.S_IFREG | wf.perm
+	wf.mu.Unlock()
 	st.Size, st.Blocks, st.Blksize = local.Size, local.Blocks, local.Blksize
 	st.Atime, st.Mtime, st.Ctime = local.Atim.Nano(), local.Mtim.Nano(), local.Ctim.Nano()
 	return &st
@@ -180,8 +197,33 @@ func (wf *wbFile) upload(ctx context.Context, s *supervisor) error {
 		s.log.Warn("writing back a remote file failed", "path", wf.remote, "err", err)
 		return err
 	}
+	if wf.times {
+		var st unix.Stat_t
+		if err := unix.Stat(wf.local, &st); err == nil {
+			at, mt := st.Atim.Nano(), st.Mtim.Nano()
+			if err := s.sess.SetAttr(ctx, wf.remote, true, protocol.Attr{Atime: &at, Mtime: &mt}); err != nil {
+				return err
+			}
+		}
+	}
 	wf.synced = v
 	return nil
+}
+
+// flushPath uploads the pending changes of the files open for writing at
+// remote path p, so an operation on p comes after them.
+func (w *writeback) flushPath(ctx context.Context, p string) {
+	w.mu.Lock()
+	var todo []*wbFile
+	for _, wf := range w.files {
+		if wf.remote == p {
+			todo = append(todo, wf)
+		}
+	}
+	w.mu.Unlock()
+	for _, wf := range todo {
+		wf.upload(ctx, w.s)
+	}
 }
 
 // watch uploads files as their writers close them.

@@ -76,6 +76,12 @@ const (
 	OpMkdir    = "mkdir"
 	OpRemove   = "remove"
 	OpRename   = "rename"
+	// OpSetAttr changes a file's mode, owner, times or size (Attr);
+	// OpSymlink makes Path a symlink to Target; OpLink makes NewPath a hard
+	// link to Path.
+	OpSetAttr = "setattr"
+	OpSymlink = "symlink"
+	OpLink    = "link"
 	// OpSubscribe asks for a port's incoming traffic (Port, Mode, Filter);
 	// OpUnsubscribe gives it back. The agent delivers traffic on streams it
 	// opens, each starting with an Incoming frame.
@@ -128,11 +134,27 @@ type Request struct {
 	NewPath  string `json:"new_path,omitempty"` // rename
 	NoFollow bool   `json:"no_follow,omitempty"`
 	Perm     uint32 `json:"perm,omitempty"`
-	Size     int64  `json:"size,omitempty"` // write: bytes that follow the frame
+	Size     int64  `json:"size,omitempty"`   // write: bytes that follow the frame
+	Attr     *Attr  `json:"attr,omitempty"`   // setattr
+	Target   string `json:"target,omitempty"` // symlink: the link's content
 	// Incoming
 	Port   uint16      `json:"port,omitempty"`
 	Mode   string      `json:"mode,omitempty"`
 	Filter *HTTPFilter `json:"filter,omitempty"`
+}
+
+// Attr is what a setattr changes: each set field, nothing else.
+type Attr struct {
+	Mode *uint32 `json:"mode,omitempty"` // permission bits (chmod)
+	// Uid, Gid: chown; -1 leaves that one unchanged.
+	Uid *int64 `json:"uid,omitempty"`
+	Gid *int64 `json:"gid,omitempty"`
+	// Atime, Mtime in ns since the epoch; Now means the agent's clock.
+	Atime    *int64 `json:"atime_ns,omitempty"`
+	Mtime    *int64 `json:"mtime_ns,omitempty"`
+	AtimeNow bool   `json:"atime_now,omitempty"`
+	MtimeNow bool   `json:"mtime_now,omitempty"`
+	Size     *int64 `json:"size,omitempty"` // truncate
 }
 
 // HTTPFilter is incoming.http_filter on the wire (regexes).

@@ -474,6 +474,21 @@ func (s *Session) Rename(ctx context.Context, from, to string) error {
 	return err
 }
 
+func (s *Session) SetAttr(ctx context.Context, p string, follow bool, a protocol.Attr) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpSetAttr, Path: p, NoFollow: !follow, Attr: &a})
+	return err
+}
+
+func (s *Session) Symlink(ctx context.Context, target, link string) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpSymlink, Path: link, Target: target})
+	return err
+}
+
+func (s *Session) Link(ctx context.Context, from, to string, follow bool) error {
+	_, err := s.call(ctx, protocol.Request{Op: protocol.OpLink, Path: from, NewPath: to, NoFollow: !follow})
+	return err
+}
+
 // LocalDirs returns the directories that must stay local for a command:
 // the working directory, the home directory and the command's directory.
 func LocalDirs(command string) []string {
