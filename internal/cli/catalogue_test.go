@@ -33,7 +33,9 @@ const helperListen = "__catalogue_listen"
 func TestMain(m *testing.M) {
 	layer.MaybeTrampoline()
 	if len(os.Args) == 3 && os.Args[1] == helperListen {
-		ln, err := net.Listen("tcp4", "127.0.0.1:"+os.Args[2])
+		// All addresses: a loopback-only listener would stay local (not
+		// subscribed, never moved).
+		ln, err := net.Listen("tcp4", ":"+os.Args[2])
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "helper: %v\n", err)
 			os.Exit(3)

@@ -135,7 +135,7 @@ func buildOrPrebuilt(dir, envVar, pkg, name string) (string, error) {
 }
 
 // Probe returns the path of the static Go probe (test/harness/probe):
-// subcommands env, get, resolve, read, ls, stat, hostname, write, udp, tcp,
+// subcommands env, get, resolve, read, ls, stat, fstat, hostname, write, udp, tcp,
 // nbconnect, uring. It uses Go's pure resolver.
 func Probe(t testing.TB) string {
 	t.Helper()

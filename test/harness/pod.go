@@ -96,6 +96,9 @@ func newPod(id, dir string, svc *Services) (*Pod, error) {
 	p.proc = pr
 	p.PID = pr.pid()
 	addGlobalCleanup(func() { pr.stop(0, 0, false) })
+	if err := p.mountPodFixtures(); err != nil {
+		return nil, err
+	}
 
 	if err := netns.Do(p.NSPath("uts"), unix.CLONE_NEWUTS, func() error {
 		return unix.Sethostname([]byte(p.Hostname))
@@ -177,6 +180,9 @@ func buildRootFS(root, busybox string) error {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	if err := buildPodFiles(root); err != nil {
+		return err
 	}
 	// Fixed times make stat output predictable.
 	ts := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)

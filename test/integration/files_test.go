@@ -53,8 +53,8 @@ func TestFilesGo(t *testing.T) {
 	}
 	r = f.tether(t, "", probe, "ls", "/app")
 	wantOK(t, r)
-	if got := lines(r.Stdout); !slices.Equal(got, []string{"config", "response.txt"}) {
-		t.Fatalf("ls /app = %q, want [config response.txt]\n%s", got, r)
+	if got := lines(r.Stdout); !slices.Equal(got, harness.PodAppEntries) {
+		t.Fatalf("ls /app = %q, want %q\n%s", got, harness.PodAppEntries, r)
 	}
 	wantStdout(t, f.tether(t, "", probe, "stat", "/app/response.txt"), "size="+strconv.Itoa(responseSize)+" mode=-rw-r--r-- dir=false")
 	wantStdout(t, f.tether(t, "", probe, "stat", "/app/config"), "dir=true")
@@ -76,7 +76,7 @@ func TestFilesNode(t *testing.T) {
 	f := start(t)
 	node := harness.NeedTool(t, "node")
 	r := f.tether(t, "", node, "-e", `const fs = require('fs'); process.stdout.write(fs.readFileSync('/app/response.txt', 'utf8')); console.log(fs.readdirSync('/app').sort().join(','))`)
-	wantStdout(t, r, harness.PodResponse+"config,response.txt\n")
+	wantStdout(t, r, harness.PodResponse+strings.Join(harness.PodAppEntries, ",")+"\n")
 }
 
 // TestFilesModeLocal: fs.mode local turns remote files off.

@@ -9,6 +9,8 @@
 //	probe read FILE            the file's content
 //	probe ls DIR               entry names, one a line
 //	probe stat FILE            "size=N mode=MODE dir=BOOL"
+//	probe fstat PATH...        raw stat, lstat and fstat (of an O_RDONLY fd) as
+//	                           JSON {PATH: {"stat", "lstat", "fstat": statJSON}}
 //	probe hostname             os.Hostname()
 //	probe write FILE TEXT      os.WriteFile
 //	probe udp ADDR MSG         connected UDP: "reply: ...", "remote: ADDR"
@@ -38,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe env|get|resolve|read|ls|stat|hostname|write|udp|tcp|nbconnect|uring ARGS...")
+		fmt.Fprintln(os.Stderr, "usage: probe env|get|resolve|read|ls|stat|fstat|hostname|write|udp|tcp|nbconnect|uring ARGS...")
 		os.Exit(2)
 	}
 	cmd, args := os.Args[1], os.Args[2:]
@@ -56,6 +58,8 @@ func main() {
 		err = need(args, 1, lsCmd)
 	case "stat":
 		err = need(args, 1, statCmd)
+	case "fstat":
+		err = need(args, 1, fstatCmd)
 	case "hostname":
 		err = hostnameCmd()
 	case "write":
