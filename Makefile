@@ -28,8 +28,10 @@ test: deps vet
 unit:
 	$(GO) test ./...
 
+# The supervisor is built for x86_64 and arm64: vet both.
 vet:
 	$(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
 
 staticcheck:
 	cd tools && $(GO) build -o ../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck

@@ -85,7 +85,7 @@ func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, r
 	if wantsWrite(flags) {
 		if route != RemoteWrite {
 			// A read-only file system: EROFS, unless the path is simply missing.
-			if _, err := s.sess.Stat(ctx, p, true); errnoOf(err) == unix.ENOENT && flags&unix.O_CREAT == 0 {
+			if _, err := s.sess.Stat(ctx, p, true); errnoOf(err) == unix.ENOENT && (flags&unix.O_CREAT == 0 || s.parentMissing(ctx, p)) {
 				s.fail(n, unix.ENOENT)
 				return
 			}
@@ -108,6 +108,13 @@ func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, r
 		}
 	}
 	s.openRemoteDir(ctx, n, p, flags)
+}
+
+// parentMissing reports whether p's directory does not exist remotely (a
+// create there is ENOENT even on a read-only file system).
+func (s *supervisor) parentMissing(ctx context.Context, p string) bool {
+	_, err := s.sess.Stat(ctx, path.Dir(p), true)
+	return errnoOf(err) == unix.ENOENT
 }
 
 var shadowGen atomic.Int64
@@ -370,17 +377,22 @@ func (s *supervisor) answerReadlink(n *notif, target string) {
 	s.ret(n, int64(len(b)))
 }
 
-// statBytes renders st as the kernel's struct stat (x86_64).
+// statBytes renders st as this architecture's struct stat.
 func statBytes(st *protocol.Stat) []byte {
 	var k unix.Stat_t
-	k.Dev, k.Ino, k.Nlink, k.Mode = st.Dev, st.Ino, st.Nlink, st.Mode
+	k.Dev, k.Ino, k.Mode = st.Dev, st.Ino, st.Mode
+	k.Nlink = typeOf(k.Nlink, st.Nlink)
 	k.Uid, k.Gid, k.Rdev, k.Size = st.Uid, st.Gid, st.Rdev, st.Size
-	k.Blksize, k.Blocks = st.Blksize, st.Blocks
+	k.Blksize, k.Blocks = typeOf(k.Blksize, st.Blksize), st.Blocks
 	k.Atim = unix.NsecToTimespec(st.Atime)
 	k.Mtim = unix.NsecToTimespec(st.Mtime)
 	k.Ctim = unix.NsecToTimespec(st.Ctime)
 	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k))...)
 }
+
+// typeOf converts v to the integer type of like (Stat_t's field types
+// differ between architectures).
+func typeOf[T, V int32 | uint32 | int64 | uint64](like T, v V) T { return T(v) }
 
 func statxTS(ns int64) unix.StatxTimestamp {
 	return unix.StatxTimestamp{Sec: ns / 1e9, Nsec: uint32(ns % 1e9)}

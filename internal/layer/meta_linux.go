@@ -116,11 +116,20 @@ func (s *supervisor) onMeta(n notif) {
 		if route == RemoteRead {
 			// A read-only file system: EROFS for what exists (and for new
 			// links), ENOENT for a missing file.
-			if op.kind == "attr" {
-				if _, err := s.sess.Stat(ctx, p, op.follow); errnoOf(err) == unix.ENOENT {
-					s.fail(&n, unix.ENOENT)
-					return
-				}
+			missing := false
+			switch op.kind {
+			case "attr":
+				_, err := s.sess.Stat(ctx, p, op.follow)
+				missing = errnoOf(err) == unix.ENOENT
+			case "symlink":
+				missing = s.parentMissing(ctx, p)
+			case "link":
+				_, err := s.sess.Stat(ctx, p, op.follow)
+				missing = errnoOf(err) == unix.ENOENT || s.parentMissing(ctx, op.to)
+			}
+			if missing {
+				s.fail(&n, unix.ENOENT)
+				return
 			}
 			s.fail(&n, unix.EROFS)
 			return

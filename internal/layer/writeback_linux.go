@@ -62,7 +62,7 @@ func (wf *wbFile) liveStat(local *unix.Stat_t) *protocol.Stat {
 	wf.mu.Lock()
 	st.Mode = unix.S_IFREG | wf.perm
 	wf.mu.Unlock()
-	st.Size, st.Blocks, st.Blksize = local.Size, local.Blocks, local.Blksize
+	st.Size, st.Blocks, st.Blksize = local.Size, local.Blocks, int64(local.Blksize)
 	st.Atime, st.Mtime, st.Ctime = local.Atim.Nano(), local.Mtim.Nano(), local.Ctim.Nano()
 	return &st
 }
@@ -181,14 +181,16 @@ func (w *writeback) open(ctx context.Context, n *notif, p string, flags uint64, 
 func (wf *wbFile) upload(ctx context.Context, s *supervisor) error {
 	wf.mu.Lock()
 	defer wf.mu.Unlock()
-	v, err := versionOf(wf.local)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat(wf.local, &st); err != nil {
 		return err
 	}
+	v := fileVersion{st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
 	if v == wf.synced && v != (fileVersion{}) {
 		return nil
 	}
-	f, err := os.Open(wf.local)
+	// O_NOATIME: reading the copy must not move the atime it hands over.
+	f, err := os.OpenFile(wf.local, os.O_RDONLY|unix.O_NOATIME, 0)
 	if err != nil {
 		return err
 	}
@@ -198,12 +200,9 @@ func (wf *wbFile) upload(ctx context.Context, s *supervisor) error {
 		return err
 	}
 	if wf.times {
-		var st unix.Stat_t
-		if err := unix.Stat(wf.local, &st); err == nil {
-			at, mt := st.Atim.Nano(), st.Mtim.Nano()
-			if err := s.sess.SetAttr(ctx, wf.remote, true, protocol.Attr{Atime: &at, Mtime: &mt}); err != nil {
-				return err
-			}
+		at, mt := st.Atim.Nano(), st.Mtim.Nano()
+		if err := s.sess.SetAttr(ctx, wf.remote, true, protocol.Attr{Atime: &at, Mtime: &mt}); err != nil {
+			return err
 		}
 	}
 	wf.synced = v

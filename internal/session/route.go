@@ -32,7 +32,10 @@ func builtinLocal(p string) bool {
 			return true
 		}
 	}
-	if strings.Contains(p+"/", "/node_modules/") || strings.Contains(p+"/", "/.git/") {
+	// node_modules is the developer's install. A .git is not on the list: a
+	// repository checked out in the pod is the pod's (git status there must
+	// see it), and the developer's own is under the working directory.
+	if strings.Contains(p+"/", "/node_modules/") {
 		return true
 	}
 	base := p[strings.LastIndexByte(p, '/')+1:]

@@ -37,6 +37,7 @@ func TestFSRoute(t *testing.T) {
 		{"read", "/app/main.py", layer.Local},
 		{"read", "/app/node_modules/x/index.json", layer.Local},
 		{"read", "/app/node_modules", layer.Local},
+		{"read", "/app/repo/.git/HEAD", layer.RemoteRead},
 		{"read", "/etcetera", layer.RemoteRead},
 		{"read", "/var/lib/dpkg/status", layer.Local},
 		{"read", "/var/lib/app/db", layer.RemoteRead},
