@@ -10,6 +10,9 @@
 #   5. bench/results/SUMMARY.md from the results (test/bench/summary)
 # and prints the wall time. BENCH_RUN=REGEX runs only the Kubernetes
 # benchmarks matching it (go test -run), BENCH_NETNS=0 skips step 3.
+# TETHER_BENCH_BEFORE=GIT-REF adds to step 3 the supervisor of that commit
+# against this build's, same agent, same run (bench/results/
+# supervisor-before-after.txt): "did this change slow programs down?".
 # TETHER_BENCH_KUBECONFIG=FILE uses another cluster (single node: the
 # benchmarks enter pods' namespaces on this machine).
 set -uo pipefail

@@ -95,6 +95,7 @@ func (s *supervisor) openRemote(n *notif, p string, flags uint64, mode uint32, r
 		s.wb.open(ctx, n, p, flags, mode)
 		return
 	}
+	s.wb.flushPath(ctx, p) // a reader sees what a writer here wrote
 	if flags&unix.O_DIRECTORY == 0 {
 		st, rc, err := s.sess.ReadFile(ctx, p)
 		if err == nil {
@@ -493,8 +494,11 @@ func (s *supervisor) onModify(n notif) {
 		case "mkdir":
 			err = s.sess.Mkdir(ctx, from, perm&^umaskOf(int(n.Pid)))
 		case "remove":
+			s.wb.flushPath(ctx, from) // pending writes land first, then go
 			err = s.sess.Remove(ctx, from)
 		case "rename":
+			s.wb.flushPath(ctx, from)
+			s.wb.flushPath(ctx, to)
 			err = s.sess.Rename(ctx, from, to)
 		}
 		if err != nil {

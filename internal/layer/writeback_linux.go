@@ -99,6 +99,7 @@ func (w *writeback) close() { unix.Close(w.ifd) }
 // open creates the local copy of remote path p and injects it.
 func (w *writeback) open(ctx context.Context, n *notif, p string, flags uint64, mode uint32) {
 	s := w.s
+	w.flushPath(ctx, p) // another writer's pending changes come first
 	st, err := s.sess.Stat(ctx, p, flags&unix.O_NOFOLLOW == 0)
 	exists := err == nil
 	switch {

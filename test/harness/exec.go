@@ -45,6 +45,9 @@ type Result struct {
 	ExitCode int            // exit status; -1 if killed by a signal
 	Signal   syscall.Signal // the signal that killed it, if any
 	Duration time.Duration
+	// CPU is the user+system time of the command and the descendants it
+	// waited for.
+	CPU time.Duration
 }
 
 // OK reports whether the command exited with status 0.
@@ -213,6 +216,7 @@ func (p *Process) Wait(timeout time.Duration) (res Result, ok bool) {
 		return res, true
 	}
 	res.ExitCode = st.ExitCode()
+	res.CPU = st.UserTime() + st.SystemTime()
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = ws.Signal()
 	}

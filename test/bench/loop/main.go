@@ -4,6 +4,7 @@
 //
 //	loop open N PATH     N x open+close of PATH: "ns_per_op=X"
 //	loop stat N PATH     N x stat of PATH: "ns_per_op=X"
+//	loop fstat N PATH    N x fstat of one open fd of PATH: "ns_per_op=X"
 //	loop get N URL       N x (new TCP connection + HTTP GET + close):
 //	                     "min_us=X p50_us=Y p99_us=Z"
 package main
@@ -22,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: loop open|stat|get N ARG")
+		fmt.Fprintln(os.Stderr, "usage: loop open|stat|fstat|get N ARG")
 		os.Exit(2)
 	}
 	n, err := strconv.Atoi(os.Args[2])
@@ -43,6 +44,12 @@ func main() {
 	case "stat":
 		var st syscall.Stat_t
 		err = perOp(n, func() error { return syscall.Stat(arg, &st) })
+	case "fstat":
+		var fd int
+		if fd, err = syscall.Open(arg, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
+			var st syscall.Stat_t
+			err = perOp(n, func() error { return syscall.Fstat(fd, &st) })
+		}
 	case "get":
 		err = gets(n, arg)
 	default:
