@@ -33,37 +33,35 @@ type cwdEntry struct {
 	start string // the process's start time, against pid reuse
 }
 
-// startTime returns field 22 of /proc/PID/stat (clock ticks since boot).
-func startTime(pid int) string {
+// procStat returns the fields of /proc/PID/stat after the command name
+// (field 3, the state, first).
+func procStat(pid int) []string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return ""
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return ""
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return ""
+	return strings.Fields(s[i+1:])
+}
+
+// startTime returns field 22 of /proc/PID/stat (clock ticks since boot).
+func startTime(pid int) string {
+	if f := procStat(pid); len(f) > 19 {
+		return f[19]
 	}
-	return f[19]
+	return ""
 }
 
 func ppidOf(pid int) int {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
+	if f := procStat(pid); len(f) > 1 {
+		p, _ := strconv.Atoi(f[1])
+		return p
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(f[1])
-	return p
+	return 0
 }
 
 // of returns the remote cwd of thread tid's process, if it has one.

@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -34,56 +33,18 @@ type fdInfo struct {
 type fileKey struct{ dev, ino uint64 }
 
 // fdRegistry maps injected objects (by local dev/ino) to their remote
-// identity. Two generations bound it: objects not looked up for a whole
-// generation are forgotten (their fstat falls back to the kernel's).
-type fdRegistry struct {
-	mu       sync.Mutex
-	cur, old map[fileKey]fdInfo
-}
-
-const fdGeneration = 1 << 16
-
-func keyOfFD(fd int) (fileKey, bool) {
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
-		return fileKey{}, false
-	}
-	return fileKey{st.Dev, st.Ino}, true
-}
+// identity; objects not looked up for a whole generation are forgotten
+// (their fstat falls back to the kernel's).
+type fdRegistry struct{ m genMap[fileKey, fdInfo] }
 
 func (r *fdRegistry) add(fd int, info fdInfo) {
-	k, ok := keyOfFD(fd)
-	if !ok {
-		return
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		r.m.put(fileKey{st.Dev, st.Ino}, info)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.put(k, info)
 }
 
-func (r *fdRegistry) put(k fileKey, info fdInfo) {
-	if r.cur == nil {
-		r.cur = map[fileKey]fdInfo{}
-	}
-	if len(r.cur) >= fdGeneration {
-		r.old, r.cur = r.cur, map[fileKey]fdInfo{}
-	}
-	r.cur[k] = info
-}
-
-func (r *fdRegistry) get(k fileKey) (fdInfo, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if info, ok := r.cur[k]; ok {
-		return info, true
-	}
-	if info, ok := r.old[k]; ok {
-		delete(r.old, k)
-		r.put(k, info)
-		return info, true
-	}
-	return fdInfo{}, false
-}
+func (r *fdRegistry) get(k fileKey) (fdInfo, bool) { return r.m.get(k) }
 
 // remoteFD returns the remote identity of the caller's fd, if it is an
 // object the supervisor injected. One readlink tells most fds apart.

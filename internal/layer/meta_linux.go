@@ -102,12 +102,7 @@ func (s *supervisor) onMeta(n notif) {
 	if _, virtual := s.sess.VirtualFile(p); virtual {
 		route = RemoteRead
 	}
-	switch route {
-	case Local:
-		s.cont(&n)
-		return
-	case NotFound:
-		s.fail(&n, unix.ENOENT)
+	if s.answeredLocally(&n, route) {
 		return
 	}
 	s.slow(func() {

@@ -48,6 +48,8 @@ func newSupervisor(ctx context.Context, sess Session, log *slog.Logger) (*superv
 		return nil, fmt.Errorf("creating the supervisor's temp dir: %w", err)
 	}
 	s := &supervisor{ctx: ctx, sess: sess, log: log, lfd: -1, tmp: tmp, shadowDir: path.Join(tmp, "shadow"), started: time.Now().UnixNano()}
+	s.relayed.m.size = 1 << 14
+	s.fds.m.size = 1 << 16
 	if err := os.Mkdir(s.shadowDir, 0o700); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -270,6 +272,20 @@ func (s *supervisor) absPath(n *notif, dirfd int32, p string) string {
 		return path.Clean(base)
 	}
 	return path.Clean(base + "/" + p)
+}
+
+// answeredLocally answers the calls whose route needs no agent: a local
+// path continues in the kernel, a not_found one is ENOENT.
+func (s *supervisor) answeredLocally(n *notif, route Route) bool {
+	switch route {
+	case Local:
+		s.cont(n)
+		return true
+	case NotFound:
+		s.fail(n, unix.ENOENT)
+		return true
+	}
+	return false
 }
 
 // routeFile is the session's route for p, except that a path reached

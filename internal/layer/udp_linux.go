@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,44 +51,18 @@ func nonblocking(tfd int) bool {
 }
 
 // relayedSockets remembers (by inode) the sockets that sent through a
-// relay, whose receives the supervisor must do. Two generations bound it:
-// a socket unused for a whole generation is forgotten.
-type relayedSockets struct {
-	mu       sync.Mutex
-	cur, old map[uint64]struct{}
-}
-
-const relayedGeneration = 1 << 14
+// relay, whose receives the supervisor must do.
+type relayedSockets struct{ m genMap[uint64, struct{}] }
 
 func (r *relayedSockets) add(ino uint64) {
-	if ino == 0 {
-		return
+	if ino != 0 {
+		r.m.put(ino, struct{}{})
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil {
-		r.cur = map[uint64]struct{}{}
-	}
-	if len(r.cur) >= relayedGeneration {
-		r.old, r.cur = r.cur, map[uint64]struct{}{}
-	}
-	r.cur[ino] = struct{}{}
 }
 
 func (r *relayedSockets) has(ino uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.cur[ino]; ok {
-		return true
-	}
-	if _, ok := r.old[ino]; ok {
-		delete(r.old, ino)
-		r.mu.Unlock()
-		r.add(ino)
-		r.mu.Lock()
-		return true
-	}
-	return false
+	_, ok := r.m.get(ino)
+	return ok
 }
 
 // socketInode returns the inode of the caller's fd if it is a socket,
