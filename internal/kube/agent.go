@@ -417,6 +417,12 @@ func agentContainerState(p *corev1.Pod, container string) (bool, string, error) 
 			if t.Reason == "OOMKilled" {
 				return false, "", oomError(p, container)
 			}
+			if limit, ok := memoryLimit(p, container); ok && t.ExitCode == 137 {
+				// SIGKILLed at start under a memory limit: the kernel's OOM
+				// killer, even when the runtime reports a plain "Error" (a
+				// kill during the container's init is not seen as OOM).
+				return false, "", fmt.Errorf("the agent in pod %s/%s was killed (%s, code 137) under its memory limit of %s: it most likely ran out of memory; raise agent.memory_limit", p.Namespace, p.Name, t.Reason, limit)
+			}
 			return false, "", fmt.Errorf("the agent exited (%s, code %d): %s; see kubectl -n %s logs %s -c %s", t.Reason, t.ExitCode, strings.TrimSpace(t.Message), p.Namespace, p.Name, container)
 		}
 		if cs.State.Running != nil {
@@ -444,13 +450,21 @@ func AgentPodState(p *corev1.Pod) error {
 	return err
 }
 
+// memoryLimit is the memory limit of the pod's container, if it has one.
+func memoryLimit(p *corev1.Pod, container string) (string, bool) {
+	for _, c := range p.Spec.Containers {
+		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; c.Name == container && ok {
+			return q.String(), true
+		}
+	}
+	return "", false
+}
+
 // oomError says that the agent ran out of memory, and what to do.
 func oomError(p *corev1.Pod, container string) error {
 	limit := "its memory limit"
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; c.Name == container && ok {
-			limit = "its memory limit of " + q.String()
-		}
+	if l, ok := memoryLimit(p, container); ok {
+		limit = "its memory limit of " + l
 	}
 	return fmt.Errorf("the agent in pod %s/%s ran out of memory (OOMKilled at %s): raise agent.memory_limit", p.Namespace, p.Name, limit)
 }
