@@ -17,11 +17,12 @@ build:
 deps:
 	./hack/install-deps.sh
 
-# Everything, as CI runs it (hack/test.sh): vet, unit tests, the
+# Everything, as CI runs it (hack/test.sh): vet (amd64 and arm64),
+# staticcheck, unit tests, the same under the race detector, the
 # integration tests that need root and network namespaces
 # (TETHER_INTEGRATION=1), the end-to-end tests on the local Kubernetes
 # cluster (TETHER_E2E=1; brought up and down again), short fuzzing.
-test: deps vet
+test: deps vet staticcheck
 	./hack/test.sh
 
 # Unit tests only: no root, no namespaces.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it:
-#   1. vet, unit tests and the root/netns integration tests (TETHER_INTEGRATION=1)
+#   1. unit tests and the root/netns integration tests (TETHER_INTEGRATION=1),
+#      then again under the race detector (make test runs vet and
+#      staticcheck first)
 #   2. the end-to-end tests on a real cluster (TETHER_E2E=1): the local one
 #      from hack/cluster, brought up here (and down again afterwards if this
 #      script started it), with the images from `make images`
@@ -14,6 +16,11 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "unit and integration tests"
 TETHER_INTEGRATION=1 go test -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) || status=1
+
+# The race detector needs cgo: for this run only (the shipped binaries, and
+# those the integration tests build, stay static with CGO_ENABLED=0).
+step "unit and integration tests, race detector"
+TETHER_INTEGRATION=1 CGO_ENABLED=1 go test -race -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) || status=1
 
 started=0
 if [ -z "${TETHER_E2E_KUBECONFIG:-}" ]; then

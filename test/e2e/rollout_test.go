@@ -44,8 +44,11 @@ spec:
 func TestRolloutTarget(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	if _, err := dyn.Resource(crdGVR).Get(ctx, "rollouts.argoproj.io", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Skipf("the cluster has Argo Rollouts' CRD already (or: %v): not touching it", err)
+	switch _, err := dyn.Resource(crdGVR).Get(ctx, "rollouts.argoproj.io", metav1.GetOptions{}); {
+	case err == nil:
+		t.Skip("the cluster has Argo Rollouts' CRD already: not touching it")
+	case !apierrors.IsNotFound(err):
+		t.Fatalf("looking for the Argo Rollouts CRD: %v", err)
 	}
 	ns := newNamespace(t, "e2e-rollout", nil)
 	apply(t, []byte(rolloutCRD))
