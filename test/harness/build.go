@@ -53,7 +53,6 @@ var (
 	tetherBin artifact
 	agentBin  artifact
 	probeBin  artifact
-	muslBin   artifact
 )
 
 func (a *artifact) get(t testing.TB, build func(dir string) (string, error)) string {
@@ -149,23 +148,7 @@ func Probe(t testing.TB) string {
 // read FILE.
 func MuslProbe(t testing.TB) string {
 	t.Helper()
-	return muslBin.get(t, func(dir string) (string, error) {
-		root, err := FindModuleRoot()
-		if err != nil {
-			return "", err
-		}
-		cc, err := lookTool("musl-gcc")
-		if err != nil {
-			return "", fmt.Errorf("musl-gcc not found (install musl-tools: sudo hack/install-deps.sh)")
-		}
-		src := filepath.Join(root, "test", "harness", "testdata", "musl", "probe.c")
-		out := filepath.Join(dir, "musl-probe")
-		cmd := exec.Command(cc, "-static", "-O1", "-Wall", "-o", out, src)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("musl-gcc %s failed: %v\n%s", src, err, b)
-		}
-		return out, nil
-	})
+	return MuslBinary(t, "musl/probe.c", "musl-probe")
 }
 
 // staticBusybox finds a statically linked busybox (busybox-static).
