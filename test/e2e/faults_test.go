@@ -2,18 +2,15 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -65,128 +62,6 @@ func runLocalServer(port string) {
 	err := http.ListenAndServe(":"+port, nil)
 	fmt.Fprintln(os.Stderr, "local server:", err)
 	os.Exit(1)
-}
-
-// load sends unmatched requests (no filter header) to a URL the whole time,
-// a new connection each, and counts what fails, telling the kernel's own
-// connection errors (a reset of a connection the dying agent held, a SYN
-// that met no listener for an instant, a deleted pod's address that the
-// Service still sends to for a moment) from everything else (timeouts,
-// wrong answers, errors from the agent).
-type load struct {
-	url, want string
-	sent      atomic.Int64
-	resets    atomic.Int64
-	timeouts  atomic.Int64 // also in failures
-	mu        sync.Mutex
-	failures  []string // not resets
-	stop      chan struct{}
-	done      sync.WaitGroup
-}
-
-func startLoad(t *testing.T, url, want string) *load {
-	l := &load{url: url, want: want, stop: make(chan struct{})}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	// Count from the first answer on: a new Service needs a moment.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		body, err := get(c, url, "")
-		if err == nil && strings.Contains(body, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the load generator gets no answer from %s: %q %v", url, body, err)
-		}
-	}
-	for range 2 {
-		l.done.Add(1)
-		go func() {
-			defer l.done.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-				l.sent.Add(1)
-				body, err := get(c, l.url, "")
-				switch {
-				case err != nil && isReset(err):
-					l.resets.Add(1)
-				case err != nil:
-					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
-						l.timeouts.Add(1)
-					}
-					l.fail("%s: %v", time.Now().Format("15:04:05.000"), err)
-				case !strings.Contains(body, l.want):
-					l.fail("%s: answer %q, want %q", time.Now().Format("15:04:05.000"), body, l.want)
-				}
-			}
-		}()
-	}
-	t.Cleanup(l.end)
-	return l
-}
-
-func (l *load) fail(format string, args ...any) {
-	l.mu.Lock()
-	l.failures = append(l.failures, fmt.Sprintf(format, args...))
-	l.mu.Unlock()
-}
-
-func (l *load) end() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.done.Wait()
-}
-
-// result stops the load and returns sent, reset and failed counts and the
-// first failures.
-func (l *load) result() (sent, resets int64, failed []string) {
-	l.end()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.sent.Load(), l.resets.Load(), l.failures
-}
-
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE)
-}
-
-// get sends one GET (with the filter header when user is set) and returns
-// the body.
-func get(c *http.Client, url, user string) (string, error) {
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return "", err
-	}
-	if user != "" {
-		req.Header.Set("x-tether-user", user)
-	}
-	var local string
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() },
-	}))
-	resp, err := c.Do(req)
-	if err != nil {
-		if local != "" {
-			err = fmt.Errorf("%w (from %s)", err, local)
-		}
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s: %q (headers %v)", resp.Status, b, resp.Header)
-	}
-	return string(b), nil
 }
 
 // waitAnswer waits until a request with the filter header gets want.
@@ -279,19 +154,22 @@ func killContainer(t *testing.T, p *corev1.Pod, container string) {
 
 // faultRow is one line of the fault table printed at the end.
 type faultRow struct {
-	fault              string
-	sent, resets, hung int64
-	failed             int
+	fault, baseline    string
+	res, base          loadResult
 	recovery, leftover string
 }
 
 // TestFaults: faults during a session that steals filtered requests, with
-// unmatched requests sent to the target's Service the whole time. The
-// unmatched requests must keep being answered by the deployed app (only
-// the kernel's own connection resets may fail them), the session must
-// come back (filtered requests answered by the local app again) where
-// that is possible, and nothing may be left behind: no agent pod or Job,
-// no tether table or rule in the target's network namespace.
+// unmatched requests sent to the target's Service the whole time. Each
+// fault is compared with the same fault without tether, measured in this
+// run (a steady load with no fault for the faults only tether can have):
+// no unmatched request may hang or get a wrong answer, and each kind of
+// connection failure (reset, refused, unreachable, EOF) may occur in each
+// phase (before the fault, during it until the session steals again or
+// the app is back, after) at most as often as in the baseline. The session
+// must come back where that is possible, and nothing may be left behind:
+// no agent pod or Job, no tether table or rule in the target's network
+// namespace.
 func TestFaults(t *testing.T) {
 	requireE2E(t)
 	ns := newNamespace(t, "e2e-faults", nil)
@@ -305,14 +183,7 @@ func TestFaults(t *testing.T) {
   http_filter:
     header_filter: "^x-tether-user: fault$"`)
 	var rows []faultRow
-	t.Cleanup(func() {
-		var b strings.Builder
-		fmt.Fprintf(&b, "\nfault table:\n| fault | unmatched sent | kernel resets/unreachable | hung (client timeout) | other failures | session | leftovers |\n|---|---|---|---|---|---|---|\n")
-		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %s | %s |\n", r.fault, r.sent, r.resets, r.hung, r.failed, r.recovery, r.leftover)
-		}
-		t.Log(b.String())
-	})
+	t.Cleanup(func() { t.Log(faultTable(rows)) })
 
 	// A failed fault test shows what the agents said.
 	logsOnFailure := func(t *testing.T) {
@@ -348,26 +219,28 @@ func TestFaults(t *testing.T) {
 		}
 		return &pods[0]
 	}
-	// finish checks the load and that nothing is left once the session
-	// has ended.
-	// finish checks the load: no failure but the kernel's, and at most
-	// hangs hung requests (client timeouts). Requests passed through by
-	// the agent hang, rarely (none in most runs, at most both load clients
-	// at once in one fault of a run; cause not found yet: see the README's
-	// Reliability section), so each fault allows 2; a deleted pod 2 more
-	// (requests in flight when its network goes away).
-	finish := func(t *testing.T, fault string, l *load, p *tetherProc, recovery string, hangs int64) {
+	baselines := map[string]loadResult{}
+	// finish stops the session, compares the load with the baseline
+	// (none: a baseline itself) and checks that nothing is left.
+	finish := func(t *testing.T, fault string, l *load, p *tetherProc, recovery, baseline string) {
 		t.Helper()
 		if p != nil {
 			p.stop(t)
 		}
-		sent, resets, failed := l.result()
-		hung := l.timeouts.Load()
-		if hung > 0 && hung <= hangs && int64(len(failed)) == hung {
-			t.Logf("%d requests hung (allowed here: %d): %v", hung, hangs, failed)
-			failed = nil
+		res := l.result()
+		row := faultRow{fault: fault, baseline: baseline, res: res, recovery: recovery, leftover: "none"}
+		if baseline == "" {
+			baselines[fault] = res
+		} else {
+			base, ok := baselines[baseline]
+			if !ok {
+				t.Fatalf("no baseline %q measured before %s", baseline, fault)
+			}
+			row.base = base
+			if bad := res.exceeding(base); len(bad) > 0 {
+				t.Errorf("%s: unmatched requests failed beyond the baseline %q: %v\nload: %v\nbaseline: %v\nfirst failures: %v", fault, baseline, bad, res, base, res.samples())
+			}
 		}
-		row := faultRow{fault: fault, sent: sent, resets: resets, hung: hung, failed: len(failed) - int(min(hung, int64(len(failed)))), recovery: recovery, leftover: "none"}
 		left := leftovers(t, ns, 90*time.Second)
 		left = append(left, runningEphemeral(t, ns)...)
 		left = append(left, netfilterLeftovers(t, containerPID(t, targetPod(t), "app"))...)
@@ -376,25 +249,37 @@ func TestFaults(t *testing.T) {
 			t.Errorf("left behind after %s: %v", fault, left)
 		}
 		rows = append(rows, row)
-		t.Logf("%s: %d unmatched requests, %d kernel resets, %d other failures", fault, sent, resets, len(failed))
-		if len(failed) > 0 {
-			t.Errorf("%d unmatched requests failed other than by a connection reset during %s, e.g. %v", len(failed), fault, failed[:min(len(failed), 5)])
-		}
-		if sent < 50 {
+		t.Logf("%s: %v", fault, res)
+		if sent := res.sent(); sent < 50 {
 			t.Errorf("the load generator sent only %d requests", sent)
 		}
 	}
+	const steady = "no fault, no tether"
+
+	t.Run("steady_without_tether", func(t *testing.T) {
+		// The baseline of the faults that only tether can have: the same
+		// load for as long, nothing done.
+		l := startLoad(t, url, remote)
+		time.Sleep(2 * time.Second)
+		l.setPhase("during")
+		time.Sleep(3 * time.Second)
+		l.setPhase("after")
+		time.Sleep(2 * time.Second)
+		finish(t, steady, l, nil, "-", "")
+	})
 
 	t.Run("cli_sigkill", func(t *testing.T) {
 		p := start(t, cfg)
 		l := startLoad(t, url, remote)
 		time.Sleep(2 * time.Second)
+		l.setPhase("during")
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		waitExit(t, p, 10*time.Second)
 		// The session is detached: filtered requests go to the app now.
 		waitAnswer(t, url, "fault", remote, 10*time.Second, p)
+		l.setPhase("after")
 		time.Sleep(2 * time.Second)
-		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app", 2)
+		finish(t, "tether exec SIGKILLed", l, nil, "ended; its requests go to the app", steady)
 	})
 
 	// underFault runs a session, breaks the pod victim returns with fault
@@ -408,12 +293,14 @@ func TestFaults(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		followLogs(t, ns, agentPod(t).Name)
 		old := victim(t)
+		l.setPhase("during")
 		began := time.Now()
 		fault(old)
 		p.waitStderr(t, said(old), 2*time.Minute)
 		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
 		waitAnswer(t, url, "fault", "local", time.Minute, p)
 		took := time.Since(began)
+		l.setPhase("after")
 		time.Sleep(2 * time.Second)
 		return l, p, old, took
 	}
@@ -421,7 +308,7 @@ func TestFaults(t *testing.T) {
 
 	t.Run("agent_sigkill", func(t *testing.T) {
 		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) { killContainer(t, old, "agent") }, resubscribed)
-		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), 2)
+		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), steady)
 	})
 
 	t.Run("agent_pod_deleted", func(t *testing.T) {
@@ -433,7 +320,7 @@ func TestFaults(t *testing.T) {
 		if cur := agentPod(t); cur.Name == old.Name {
 			t.Errorf("still agent pod %s after deleting it", old.Name)
 		}
-		finish(t, "agent pod deleted", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), 2)
+		finish(t, "agent pod deleted", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), steady)
 	})
 
 	t.Run("tunnel_cut", func(t *testing.T) {
@@ -451,11 +338,13 @@ func TestFaults(t *testing.T) {
 		base := strings.TrimSuffix(url, "/10.1.2.3")
 		waitAnswer(t, base+"/hold", "fault", "holding", 10*time.Second, p)
 		waitAnswer(t, base+"/held", "fault", "local open", 10*time.Second, p)
+		l.setPhase("during")
 		fault := time.Now()
 		cutTCP(t, p.cmd.Process.Pid, port)
 		p.waitStderr(t, "resumed", 60*time.Second)
 		waitAnswer(t, url, "fault", "local", 30*time.Second, p)
 		took := time.Since(fault)
+		l.setPhase("after")
 		// That connection was in flight: it must have failed (cleanly, at
 		// once), not hang; new connections work.
 		waitAnswer(t, base+"/held", "fault", "local ended after", 10*time.Second, p)
@@ -475,54 +364,84 @@ func TestFaults(t *testing.T) {
 		}
 		waitAnswer(t, base+"/hold", "fault", "holding", 10*time.Second, p)
 		time.Sleep(2 * time.Second)
-		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)), 2)
+		finish(t, "port-forward tunnel cut", l, p, fmt.Sprintf("same session resumed, stealing after %v", took.Round(100*time.Millisecond)), steady)
 	})
 
-	t.Run("target_pod_deleted_without_tether", func(t *testing.T) {
-		// The baseline for the next fault: what deleting the pod costs
-		// the Service's clients with no tether at all.
+	// withoutTether is a baseline: the fault with no tether at all, the
+	// "during" phase lasting until the target's app answers again from a
+	// ready pod (back) and for at least as long as the fault took with
+	// tether in an earlier run here (a minimum of 3 s).
+	withoutTether := func(t *testing.T, name string, fault func(old *corev1.Pod), back func(old *corev1.Pod)) {
 		l := startLoad(t, url, remote)
 		time.Sleep(2 * time.Second)
 		old := targetPod(t)
+		l.setPhase("during")
+		began := time.Now()
+		fault(old)
+		back(old)
+		if d := time.Since(began); d < 3*time.Second {
+			time.Sleep(3*time.Second - d)
+		}
+		l.setPhase("after")
+		time.Sleep(2 * time.Second)
+		finish(t, name, l, nil, "-", "")
+	}
+	deletePod := func(old *corev1.Pod) {
 		if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
-		if cur := targetPod(t); cur.Name == old.Name {
-			t.Fatalf("the target pod %s was not replaced", old.Name)
-		}
-		time.Sleep(2 * time.Second)
-		finish(t, "target pod deleted, no tether (baseline)", l, nil, "-", 2)
+	}
+	killApp := func(old *corev1.Pod) { syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL) }
+	const podDeleted, containerKilled = "target pod deleted, no tether", "target container killed, no tether"
+
+	t.Run("target_pod_deleted_without_tether", func(t *testing.T) {
+		withoutTether(t, podDeleted, deletePod, func(old *corev1.Pod) {
+			for deadline := time.Now().Add(2 * time.Minute); targetPod(t).Name == old.Name; time.Sleep(200 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the target pod %s was not replaced", old.Name)
+				}
+			}
+		})
 	})
 
 	t.Run("target_pod_deleted", func(t *testing.T) {
-		l, p, old, took := underFault(t, targetPod, func(old *corev1.Pod) {
-			if err := client.CoreV1().Pods(ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}, func(old *corev1.Pod) string { return "the target pod " + old.Name + " is gone; re-attaching" })
+		l, p, old, took := underFault(t, targetPod, deletePod, func(old *corev1.Pod) string { return "the target pod " + old.Name + " is gone; re-attaching" })
 		if cur := targetPod(t); cur.Name == old.Name {
 			t.Fatalf("the target pod %s was not replaced", old.Name)
 		}
-		// A request the agent holds when the target's app exits is reset at
-		// once, but the kubelet may remove the pod's network first (under
-		// load, within milliseconds of the app's exit): such a client is
-		// left waiting for its timeout, as with any pod whose network
-		// vanishes under an open connection. 2 more allowed.
-		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)), 4)
+		finish(t, "target pod deleted (replaced by the Deployment)", l, p, fmt.Sprintf("re-attached to the new pod, stealing after %v", took.Round(100*time.Millisecond)), podDeleted)
+	})
+
+	t.Run("target_container_killed_without_tether", func(t *testing.T) {
+		withoutTether(t, containerKilled, killApp, func(old *corev1.Pod) {
+			restarts := func() int32 {
+				p, err := client.CoreV1().Pods(ns).Get(context.Background(), old.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.Name == "app" && cs.Ready {
+						return cs.RestartCount
+					}
+				}
+				return -1
+			}
+			was := old.Status.ContainerStatuses[0].RestartCount
+			for deadline := time.Now().Add(2 * time.Minute); restarts() <= was; time.Sleep(200 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the app container of %s did not restart", old.Name)
+				}
+			}
+		})
 	})
 
 	t.Run("target_container_restarted", func(t *testing.T) {
 		// The app crashes; the kubelet restarts its container in the same pod.
-		l, p, old, took := underFault(t, targetPod, func(old *corev1.Pod) {
-			syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL)
-		}, func(*corev1.Pod) string { return "the target container app restarted; re-attaching" })
+		l, p, old, took := underFault(t, targetPod, killApp, func(*corev1.Pod) string { return "the target container app restarted; re-attaching" })
 		if cur := targetPod(t); cur.Name != old.Name {
 			t.Fatalf("the target pod changed from %s to %s; want its container restarted in place", old.Name, cur.Name)
 		}
-		// As with a deleted pod, requests held when the app died are reset;
-		// the pod's network stays, so no more may hang than elsewhere.
-		finish(t, "target container killed (restarted in place)", l, p, fmt.Sprintf("re-attached to the restarted container, stealing after %v", took.Round(100*time.Millisecond)), 2)
+		finish(t, "target container killed (restarted in place)", l, p, fmt.Sprintf("re-attached to the restarted container, stealing after %v", took.Round(100*time.Millisecond)), containerKilled)
 	})
 
 	t.Run("agent_oom", func(t *testing.T) {
@@ -533,12 +452,51 @@ func TestFaults(t *testing.T) {
 		// same, and removes it.)
 		oom := writeConfig(t, t.TempDir(), "agent:\n  image: "+agentImage+"\n  linger: 2s\n  startup_timeout: 20s\n  memory_limit: 4Mi\n")
 		l := startLoad(t, url, remote)
+		time.Sleep(time.Second)
+		l.setPhase("during")
 		_, errOut, code := runTetherEnv(t, dir, 2*time.Minute, []string{"KUBECONFIG=" + kubeconfig}, "exec", "-f", oom, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", "true")
 		if code == 0 || !strings.Contains(errOut, "raise agent.memory_limit") {
 			t.Errorf("with a 4Mi agent: exit %d, want a failure saying to raise agent.memory_limit\n%s", code, errOut)
 		}
-		finish(t, "agent OOM-killed (memory_limit 4Mi)", l, nil, "refused with \"raise agent.memory_limit\"", 2)
+		l.setPhase("after")
+		time.Sleep(2 * time.Second)
+		finish(t, "agent OOM-killed (memory_limit 4Mi)", l, nil, "refused with \"raise agent.memory_limit\"", steady)
 	})
+}
+
+// faultTable is the fault table as Markdown: per fault the unmatched
+// requests sent, the failures by phase and kind, the same for its
+// baseline, the hung ones, the session's recovery and the leftovers.
+func faultTable(rows []faultRow) string {
+	var b strings.Builder
+	b.WriteString("\nfault table (failures: phase kind count; phases before/during/after the fault):\n")
+	b.WriteString("| fault | sent | failed | baseline | baseline failed | hung | session | leftovers |\n|---|---|---|---|---|---|---|---|\n")
+	failures := func(r loadResult) string {
+		var parts []string
+		for _, p := range r.phases {
+			for _, k := range []string{kindReset, kindRefused, kindUnreachable, kindEOF, kindTimeout, kindWrong, kindOther} {
+				if n := r.kind(p, k); n > 0 {
+					parts = append(parts, fmt.Sprintf("%s %s %d", p, k, n))
+				}
+			}
+		}
+		if len(parts) == 0 {
+			return "0"
+		}
+		return strings.Join(parts, ", ")
+	}
+	for _, r := range rows {
+		var hung int64
+		for _, p := range r.res.phases {
+			hung += r.res.kind(p, kindTimeout)
+		}
+		base, baseFailed := "-", "-"
+		if r.baseline != "" {
+			base, baseFailed = r.baseline, failures(r.base)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d | %s | %s |\n", r.fault, r.res.sent(), failures(r.res), base, baseFailed, hung, r.recovery, r.leftover)
+	}
+	return b.String()
 }
 
 // cutTCP destroys process pid's TCP connections to port (ss -K, which

@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Failure kinds of an unmatched request, from the client's side. The fault
+// tests bound each by the same fault's no-tether baseline.
+const (
+	kindReset       = "reset"       // ECONNRESET or EPIPE: the peer aborted the connection
+	kindRefused     = "refused"     // ECONNREFUSED: a SYN that met no listener
+	kindUnreachable = "unreachable" // EHOSTUNREACH, ENETUNREACH: a pod address that is gone
+	kindEOF         = "eof"         // the connection ended before a whole answer
+	kindTimeout     = "hung"        // no answer within the client's timeout
+	kindWrong       = "wrong"       // an answer, but not the deployed app's
+	kindOther       = "other"
+)
+
+// kindOf classifies a failed request's error.
+func kindOf(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return kindReset
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return kindRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return kindUnreachable
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return kindEOF
+	case errors.As(err, &ne) && ne.Timeout():
+		return kindTimeout
+	}
+	return kindOther
+}
+
+// load sends unmatched requests (no filter header) to a URL the whole
+// time from two clients, a new connection each, and counts every outcome
+// per phase (see setPhase) and failure kind.
+type load struct {
+	url, want string
+	client    *http.Client
+	phase     atomic.Pointer[string]
+	mu        sync.Mutex
+	counts    map[string]*phaseCount // by phase
+	order     []string
+	stop      chan struct{}
+	stopOnce  sync.Once
+	done      sync.WaitGroup
+}
+
+// phaseCount is what happened to the requests sent in one phase.
+type phaseCount struct {
+	sent    int64
+	byKind  map[string]int64
+	samples []string // the first failures, for the test's message
+}
+
+func (p *phaseCount) failed() int64 {
+	var n int64
+	for _, c := range p.byKind {
+		n += c
+	}
+	return n
+}
+
+// startLoad waits until url answers want, then sends requests until the
+// test ends or result is called. Its phase is "before" until setPhase.
+func startLoad(t *testing.T, url, want string) *load {
+	t.Helper()
+	l := &load{url: url, want: want, counts: map[string]*phaseCount{}, stop: make(chan struct{}),
+		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	l.setPhase("before")
+	// Count from the first answer on: a new Service needs a moment.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		body, err := get(l.client, url, "")
+		if err == nil && strings.Contains(body, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load generator gets no answer from %s: %q %v", url, body, err)
+		}
+	}
+	for range 2 {
+		l.done.Add(1)
+		go l.run()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+// setPhase makes the requests sent from now on count in phase.
+func (l *load) setPhase(phase string) {
+	l.mu.Lock()
+	if l.counts[phase] == nil {
+		l.counts[phase] = &phaseCount{byKind: map[string]int64{}}
+		l.order = append(l.order, phase)
+	}
+	l.mu.Unlock()
+	l.phase.Store(&phase)
+}
+
+func (l *load) run() {
+	defer l.done.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		phase := *l.phase.Load()
+		start := time.Now()
+		body, err := get(l.client, l.url, "")
+		kind := ""
+		switch {
+		case err != nil:
+			kind = kindOf(err)
+		case !strings.Contains(body, l.want):
+			kind, err = kindWrong, fmt.Errorf("answer %q, want %q", body, l.want)
+		}
+		l.mu.Lock()
+		pc := l.counts[phase]
+		pc.sent++
+		if kind != "" {
+			pc.byKind[kind]++
+			if len(pc.samples) < 5 {
+				pc.samples = append(pc.samples, fmt.Sprintf("%s %s (sent %s): %v", phase, kind, start.Format("15:04:05.000"), err))
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *load) end() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.done.Wait()
+}
+
+// loadResult is a load's counts, by phase in the order they began.
+type loadResult struct {
+	phases []string
+	counts map[string]*phaseCount
+}
+
+// result stops the load and returns its counts.
+func (l *load) result() loadResult {
+	l.end()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return loadResult{phases: l.order, counts: l.counts}
+}
+
+func (r loadResult) sent() int64 {
+	var n int64
+	for _, c := range r.counts {
+		n += c.sent
+	}
+	return n
+}
+
+// kind is the number of failures of kind in phase.
+func (r loadResult) kind(phase, kind string) int64 {
+	if c := r.counts[phase]; c != nil {
+		return c.byKind[kind]
+	}
+	return 0
+}
+
+func (r loadResult) failed() int64 {
+	var n int64
+	for _, c := range r.counts {
+		n += c.failed()
+	}
+	return n
+}
+
+// samples returns the first failures of every phase.
+func (r loadResult) samples() []string {
+	var out []string
+	for _, p := range r.phases {
+		out = append(out, r.counts[p].samples...)
+	}
+	return out
+}
+
+// String is "phase: sent N, kind K, ..." for every phase.
+func (r loadResult) String() string {
+	var parts []string
+	for _, p := range r.phases {
+		c := r.counts[p]
+		s := fmt.Sprintf("%s: %d sent", p, c.sent)
+		kinds := make([]string, 0, len(c.byKind))
+		for k := range c.byKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			s += fmt.Sprintf(", %d %s", c.byKind[k], k)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// exceeding compares r with a baseline of the same fault without tether:
+// every failure kind that the kernel can cause when a pod or process goes
+// away (resets, refusals, unreachable, EOF) may occur in a phase at most
+// as often as in the baseline's same phase; hung requests, wrong answers
+// and other errors never. It returns one line per excess.
+func (r loadResult) exceeding(base loadResult) []string {
+	var out []string
+	for _, p := range r.phases {
+		for k, n := range r.counts[p].byKind {
+			allowed := int64(0)
+			switch k {
+			case kindReset, kindRefused, kindUnreachable, kindEOF:
+				allowed = base.kind(p, k)
+			}
+			if n > allowed {
+				out = append(out, fmt.Sprintf("%s: %d %s (baseline %d)", p, n, k, allowed))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// get sends one GET (with the filter header when user is set) and returns
+// the body.
+func get(c *http.Client, url, user string) (string, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", err
+	}
+	if user != "" {
+		req.Header.Set("x-tether-user", user)
+	}
+	var local string
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() },
+	}))
+	resp, err := c.Do(req)
+	if err != nil {
+		if local != "" {
+			err = fmt.Errorf("%w (from %s)", err, local)
+		}
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %q (headers %v)", resp.Status, b, resp.Header)
+	}
+	return string(b), nil
+}
