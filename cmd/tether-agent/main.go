@@ -245,8 +245,8 @@ func worker(o options, stdout, stderr io.Writer) int {
 		// agent goes: its redirect table is owned by its netlink socket
 		// and goes with it, and its clients see their connections reset.
 		<-ctx.Done()
-		time.Sleep(shutdownLimit)
-		log.Warn("the shutdown takes too long; exiting now", "limit", shutdownLimit.String())
+		time.Sleep(agent.ShutdownLimit)
+		log.Warn("the shutdown takes too long; exiting now", "limit", agent.ShutdownLimit.String())
 		os.Exit(0)
 	}()
 	if err := srv.Serve(ctx, ln); err != nil {
@@ -255,7 +255,3 @@ func worker(o options, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
-// shutdownLimit bounds the worker's shutdown (the Job's pods get 5 s
-// between SIGTERM and SIGKILL).
-const shutdownLimit = 3 * time.Second

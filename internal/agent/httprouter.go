@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
@@ -28,6 +29,9 @@ type httpRouter struct {
 
 	mu    sync.Mutex
 	conns map[*routedConn]struct{} // open client connections
+	// draining: the agent is ending; HTTP/1 answers close their
+	// connection (see incoming.drain).
+	draining atomic.Bool
 }
 
 type connKey struct{}
@@ -39,6 +43,9 @@ type routedConn struct {
 	raw         *net.TCPConn
 	client, dst netip.AddrPort
 	state       *connState
+	// idleSince is when the connection went idle after an answer (Unix
+	// nanoseconds), 0 while a request is served.
+	idleSince atomic.Int64
 }
 
 func (c *routedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
@@ -69,6 +76,10 @@ func newHTTPRouter(in *incoming) *httpRouter {
 			switch st {
 			case http.StateNew:
 				r.conns[rc] = struct{}{}
+			case http.StateIdle:
+				rc.idleSince.Store(time.Now().UnixNano())
+			case http.StateActive:
+				rc.idleSince.Store(0)
 			case http.StateClosed, http.StateHijacked:
 				delete(r.conns, rc)
 			}
@@ -87,6 +98,33 @@ func newHTTPRouter(in *incoming) *httpRouter {
 func (r *httpRouter) serve(c *routedConn) { r.ln.push(c) }
 
 func (r *httpRouter) close() { r.srv.Close() }
+
+// closeQuiet closes the client connections idle after an answer for at
+// least quiet and returns how many are left.
+func (r *httpRouter) closeQuiet(quiet time.Duration) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	left := 0
+	for rc := range r.conns {
+		if since := rc.idleSince.Load(); since != 0 && time.Since(time.Unix(0, since)) >= quiet {
+			rc.Close()
+			delete(r.conns, rc)
+			continue
+		}
+		left++
+	}
+	return left
+}
+
+// shutdown ends the server gracefully (HTTP/2 clients get a GOAWAY),
+// cutting what is left after timeout.
+func (r *httpRouter) shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 0))
+	defer cancel()
+	if r.srv.Shutdown(ctx) != nil {
+		r.srv.Close()
+	}
+}
 
 // reset resets every client connection (the app is gone) and returns how
 // many there were.
@@ -142,7 +180,11 @@ func (cs *connState) transport(sub *subscription, h2 bool) *http.Transport {
 			if sub != nil {
 				return in.deliver(sub, cs.client, cs.dst, false)
 			}
-			return in.dialApp(ctx, cs.client, cs.dst)
+			c, err := in.dialApp(ctx, cs.client, cs.dst)
+			if err != nil {
+				return nil, err
+			}
+			return &upstreamConn{Conn: c, in: in}, nil
 		},
 	}
 	if cs.transports == nil {
@@ -160,7 +202,25 @@ func (cs *connState) close() {
 	}
 }
 
+// upstreamConn is a router's connection to the app, counted while open.
+type upstreamConn struct {
+	net.Conn
+	in   *incoming
+	once sync.Once
+}
+
+func (c *upstreamConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.in.upstreamClosed)
+	return err
+}
+
 func (r *httpRouter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.draining.Load() && req.ProtoMajor == 1 {
+		// The agent is ending: this answer closes the connection, and the
+		// client reconnects straight to the app (no request is cut).
+		w.Header().Set("Connection", "close")
+	}
 	cs, ok := req.Context().Value(connKey{}).(*connState)
 	if !ok {
 		http.Error(w, "tether-agent: unrouted connection", http.StatusBadGateway)

@@ -42,6 +42,16 @@ type incoming struct {
 	warned map[[2]uint64]bool // (earlier, later) subscription pairs told about a runtime overlap
 	// transparent: passthrough connections keep the client's address.
 	transparent bool
+	// takeovers: ports whose connections opened before their rule are
+	// being taken over (see takeover).
+	takeovers map[uint16]bool
+	// spliced: client connections passed through whole, for the drain.
+	spliced map[*net.TCPConn]struct{}
+	// upstreams counts the agent's live connections to the app; the
+	// redirect table (whose reply routing they need) outlives the last
+	// subscription until they are gone (closeTable).
+	upstreams  int
+	closeTable bool
 }
 
 type subscription struct {
@@ -56,7 +66,8 @@ func (s *subscription) unfilteredSteal() bool { return s.mode == protocol.ModeSt
 func (s *subscription) filteredSteal() bool   { return s.mode == protocol.ModeSteal && s.filter != nil }
 
 func newIncoming(srv *Server) *incoming {
-	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{}}
+	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{},
+		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}}
 }
 
 // subscribe adds a subscription for ss, installing the port's redirect rule
@@ -105,20 +116,18 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	if err := in.ensureListener(); err != nil {
 		return protocol.ErrorResponse(err)
 	}
-	first := len(in.ports[req.Port]) == 0
-	if first {
+	if len(in.ports[req.Port]) == 0 {
 		if err := in.redir.Redirect(req.Port, in.lnPort); err != nil {
 			return protocol.ErrorResponse(fmt.Errorf("redirecting port %d: %w", req.Port, err))
 		}
-		if mode == protocol.ModeSteal {
-			// Keep-alive connections opened before the rule would never see
-			// it: reset them so their clients reconnect through the agent.
-			if n, err := in.srv.killConnections(req.Port); err != nil {
-				warnings = append(warnings, fmt.Sprintf("existing connections to port %d keep going to the app until they reconnect: %v", req.Port, err))
-			} else if n > 0 {
-				in.log.Info("reset connections opened before the subscription", "port", req.Port, "count", n)
-			}
-		}
+	}
+	in.closeTable = false
+	if mode == protocol.ModeSteal && !in.takeovers[req.Port] && in.srv.Target.NetNS() != "" {
+		// Keep-alive connections opened before the rule would never see
+		// it: close each when it is quiet, so its client reconnects
+		// through the agent (mirror leaves them alone).
+		in.takeovers[req.Port] = true
+		go in.takeover(req.Port)
 	}
 	in.seq++
 	sub.id = in.seq
@@ -152,12 +161,50 @@ func (in *incoming) unsubscribe(ss *session, port uint16) {
 		in.log.Info("unsubscribed", "session", ss.id, "port", p)
 	}
 	if len(in.ports) == 0 && in.redir != nil {
-		// The last subscription is gone: remove the table entirely.
-		if err := in.redir.Close(); err != nil {
-			in.log.Warn("removing redirect table", "err", err)
-		}
-		in.redir = nil
+		// The last subscription is gone: remove the table entirely, once
+		// no connection passed through to the app needs its reply routing.
+		in.closeTable = true
+		in.maybeCloseTable()
 	}
+}
+
+// maybeCloseTable removes the redirect table when asked to and no
+// connection to the app is left. Called with in.mu held.
+func (in *incoming) maybeCloseTable() {
+	if in.closeTable && in.upstreams == 0 && len(in.ports) == 0 {
+		in.closeTable = false
+		in.removeRules()
+	}
+}
+
+// upstreamOpened and upstreamClosed count the agent's connections to the
+// app.
+func (in *incoming) upstreamOpened() {
+	in.mu.Lock()
+	in.upstreams++
+	in.mu.Unlock()
+}
+
+func (in *incoming) upstreamClosed() {
+	in.mu.Lock()
+	in.upstreams--
+	in.maybeCloseTable()
+	in.mu.Unlock()
+}
+
+// stopRedirects removes every subscription and redirect rule, leaving the
+// table (its reply routing) to the connections still passed through.
+func (in *incoming) stopRedirects() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.redir != nil {
+		for p := range in.ports {
+			if err := in.redir.Unredirect(p); err != nil {
+				in.log.Warn("removing redirect rule", "port", p, "err", err)
+			}
+		}
+	}
+	in.ports = map[uint16][]*subscription{}
 }
 
 // close removes every rule and stops the listener.
@@ -300,6 +347,7 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, client, dst netip.
 		resetConn(conn)
 		return
 	}
+	defer in.upstreamClosed()
 	if len(prefix) > 0 {
 		if _, err := up.Write(prefix); err != nil {
 			up.Close()
@@ -307,13 +355,35 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, client, dst netip.
 			return
 		}
 	}
+	if raw := rawConn(conn); raw != nil {
+		defer in.trackSpliced(raw)()
+	}
 	splice.Join(asHalfCloser(conn), up.(splice.Conn))
+}
+
+// rawConn is the client's TCP connection under conn (a tee).
+func rawConn(conn net.Conn) *net.TCPConn {
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		return c
+	case *teeConn:
+		return c.TCPConn
+	}
+	return nil
 }
 
 // dialApp connects to the app on behalf of client, from the client's own
 // address when the target's routing allows (the deployed app keeps seeing
 // its real clients, as without tether), else from the agent's.
 func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
+	c, err := in.dialAppOnce(ctx, client, dst)
+	if err == nil {
+		in.upstreamOpened() // the caller calls upstreamClosed
+	}
+	return c, err
+}
+
+func (in *incoming) dialAppOnce(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
 	in.mu.Lock()
 	transparent := in.transparent
 	if te, ok := in.redir.(interface{ TransparentErr() error }); ok && transparent {

@@ -105,14 +105,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				// The rules first: new connections go straight to the app
-				// while the sessions are closed.
+				// while the sessions are closed and the connections the
+				// agent passes to the app drain.
 				if s.in != nil {
-					s.in.mu.Lock()
-					s.in.removeRules()
-					s.in.mu.Unlock()
+					s.in.stopRedirects()
 				}
 				s.closeAll()
 				if s.in != nil {
+					s.in.drain(drainLimit)
 					s.in.close()
 				}
 				return nil

@@ -149,7 +149,9 @@ var agentCapabilities = []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRAC
 func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 	spec := corev1.PodSpec{
 		RestartPolicy:                 corev1.RestartPolicyNever,
-		TerminationGracePeriodSeconds: ptr.To[int64](5),
+		// Room for the agent's drain (agent.ShutdownLimit, 13 s): its
+		// clients' requests in flight finish before it goes.
+		TerminationGracePeriodSeconds: ptr.To[int64](15),
 		AutomountServiceAccountToken:  ptr.To(false),
 		EnableServiceLinks:            ptr.To(false),
 		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},

@@ -134,7 +134,7 @@ func parseConn(family uint8, m diagMsg) Conn {
 		if family == unix.AF_INET {
 			return netip.AddrFrom4([4]byte(b[:4]))
 		}
-		return netip.AddrFrom16(b)
+		return netip.AddrFrom16(b).Unmap()
 	}
 	c.Local = netip.AddrPortFrom(addr(m.ID.Src), binary.BigEndian.Uint16(m.ID.Sport[:]))
 	c.Remote = netip.AddrPortFrom(addr(m.ID.Dst), binary.BigEndian.Uint16(m.ID.Dport[:]))

@@ -8,6 +8,8 @@
 //	GET /small        a 3-byte body ("ok\n")
 //	GET /bytes?n=N    N bytes (Content-Length set), for throughput
 //	GET /healthz      200, for readiness probes
+//	ANY /slow?ms=N    "ok\n" after N milliseconds (the request body is read
+//	                  first), a slow request for the handover tests
 //
 // Every answer carries "X-Who: NAME", so the benchmarks can check who
 // answered a request (the deployed app or a session's local program).
@@ -16,6 +18,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +44,18 @@ func main() {
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Who", *who)
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 {
+			http.Error(w, "want /slow?ms=NUMBER", http.StatusBadRequest)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		w.Header().Set("X-Who", *who)
+		w.Header().Set("Content-Length", "3")
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
