@@ -263,14 +263,26 @@ func (n *Nftables) TransparentErr() error {
 	return n.transparentErr
 }
 
-// redirectExprs is: meta l4proto tcp tcp dport PORT [meta mark != AgentMark
-// meta mark != TransparentMark] redirect to :TO
+// redirectExprs is: meta l4proto tcp tcp dport PORT tcp flags & (syn|ack)
+// == syn [meta mark != AgentMark meta mark != TransparentMark] redirect to
+// :TO
+//
+// Only a connection's opening SYN is redirected. A namespace has no
+// connection tracking until a rule needs it (this table's), so the
+// connections open before it get a conntrack entry only at their next
+// packet, picked up in mid-stream: were that packet (a request of a
+// keep-alive client) redirected, it would meet no connection at the
+// agent's port and the client a reset. Unredirected, such connections go
+// on to the app until they are handed over (see the agent's takeover).
 func redirectExprs(port, to uint16, exemptMarked bool) []expr.Any {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpSYN | tcpACK}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpSYN}},
 	}
 	if exemptMarked {
 		e = append(e,
@@ -284,6 +296,13 @@ func redirectExprs(port, to uint16, exemptMarked bool) []expr.Any {
 		&expr.Redir{RegisterProtoMin: 1},
 	)
 }
+
+// The TCP header's flags byte and two of its bits.
+const (
+	tcpFlagsOffset = 13
+	tcpSYN         = 0x02
+	tcpACK         = 0x10
+)
 
 // RemoveTables deletes the tether tables in the namespace at nsPath for
 // which remove(name) is true, and returns their names.

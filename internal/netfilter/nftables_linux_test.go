@@ -71,7 +71,7 @@ func TestNftablesRedirect(t *testing.T) {
 	if err := r.Redirect(8080, agentPort); err != nil {
 		t.Fatal(err)
 	}
-	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "tcp dport 8080 redirect to :"+fmt.Sprint(agentPort)) {
+	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "tcp dport 8080 tcp flags syn / syn,ack redirect to :"+fmt.Sprint(agentPort)) {
 		t.Fatalf("ruleset lacks the redirect:\n%s", rs)
 	}
 	// A connection from inside the namespace to 127.0.0.1:8080 lands on the

@@ -139,6 +139,7 @@ func TestStealStartStopNoLoss(t *testing.T) {
 	apply(t, []byte(benchDeploymentYAML(ns, "bench")))
 	waitDeployments(t, ns, 2*time.Minute)
 	base := serviceURL(t, ns, "bench")
+	waitServed(t, base+"/small", "ok")
 	dir := t.TempDir()
 	cfg := agentConfig(t, dir, `incoming:
   mode: steal
@@ -177,6 +178,7 @@ func TestStealStartStopNoLoss(t *testing.T) {
 			waitNoAgent(t, ns, 30*time.Second)
 		}
 		began := time.Now()
+		t.Logf("session %d starts at %s", i+1, began.Format("15:04:05.000"))
 		p := startTetherEnv(t, dir, []string{localServerEnv + "=8080"}, "exec", "-f", cfg, "-n", ns, "-t", "deployment/bench", "--progress", "plain", "--", os.Args[0])
 		p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
 		// The filtered client's connection was opened before the session
@@ -190,6 +192,7 @@ func TestStealStartStopNoLoss(t *testing.T) {
 			missed++
 			t.Errorf("session %d: the filtered keep-alive client got no answer from the local program within 10s", i+1)
 		}
+		t.Logf("session %d stops at %s", i+1, time.Now().Format("15:04:05.000"))
 		p.stop(t)
 	}
 	end()
@@ -206,7 +209,7 @@ func TestStealStartStopNoLoss(t *testing.T) {
 		}
 	}
 	if len(failed) > 0 {
-		t.Errorf("%d requests failed while %d sessions started and stopped: %v", len(failed), sessions, failed[:min(len(failed), 10)])
+		t.Errorf("%d requests failed while %d sessions started and stopped: %v", len(failed), sessions, strings.Join(failed[:min(len(failed), 40)], "\n"))
 	}
 	if n := slow[0].sent.Load() + slow[1].sent.Load(); n < sessions*10 {
 		t.Errorf("the slow clients sent only %d requests", n)

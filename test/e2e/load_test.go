@@ -83,22 +83,28 @@ func startLoad(t *testing.T, url, want string) *load {
 	l := &load{url: url, want: want, counts: map[string]*phaseCount{}, stop: make(chan struct{}),
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	l.setPhase("before")
-	// Count from the first answer on: a new Service needs a moment.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		body, err := get(l.client, url, "")
-		if err == nil && strings.Contains(body, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the load generator gets no answer from %s: %q %v", url, body, err)
-		}
-	}
+	waitServed(t, url, want)
 	for range 2 {
 		l.done.Add(1)
 		go l.run()
 	}
 	t.Cleanup(l.end)
 	return l
+}
+
+// waitServed waits until url answers want: a new Service needs a moment.
+func waitServed(t *testing.T, url, want string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		body, err := get(c, url, "")
+		if err == nil && strings.Contains(body, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer from %s: %q %v", url, body, err)
+		}
+	}
 }
 
 // setPhase makes the requests sent from now on count in phase.

@@ -206,6 +206,20 @@ func (h *HTTP1Conn) LocalAddr() string { return h.conn.LocalAddr().String() }
 // Close closes the connection.
 func (h *HTTP1Conn) Close() error { return h.conn.Close() }
 
+// ClosedByPeer reports whether the server has closed or reset the
+// connection since its last answer, as an HTTP client's connection pool
+// notices before it reuses a connection.
+func (h *HTTP1Conn) ClosedByPeer() bool {
+	if h.closed {
+		return true
+	}
+	h.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	defer h.conn.SetReadDeadline(time.Time{})
+	_, err := h.br.Peek(1)
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
 // Do sends one request on the connection and reads the answer. It fails if
 // the server closes the connection (no keep-alive).
 func (h *HTTP1Conn) Do(method, path string, hdr http.Header) (Answer, error) {

@@ -35,6 +35,7 @@ const (
 	portTransparent                                           // 18104
 	portLoopback                                              // 18105
 	portLoopbackOptIn                                         // 18106
+	portTakeover                                              // 18107
 )
 
 // portNonHTTP is a pod port with the raw TCP echo (not HTTP).

@@ -159,6 +159,9 @@ func newHandler() http.Handler {
 			return
 		}
 		io.Copy(io.Discard, r.Body)
+		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil {
+			time.Sleep(d) // ?delay=300ms: a slow answer
+		}
 		a := answer{kind: "http", proto: r.Proto, method: r.Method, path: r.URL.Path, user: r.Header.Get(UserHeader), remote: r.RemoteAddr}
 		a.log()
 		w.Header().Set("Content-Type", "text/plain")
