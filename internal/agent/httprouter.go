@@ -46,6 +46,14 @@ type routedConn struct {
 	// idleSince is when the connection went idle after an answer (Unix
 	// nanoseconds), 0 while a request is served.
 	idleSince atomic.Int64
+	release   func() // called once closed (incoming.hold)
+}
+
+// Close closes the connection, also when a WebSocket upgrade hijacked it.
+func (c *routedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
 }
 
 func (c *routedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
@@ -180,11 +188,7 @@ func (cs *connState) transport(sub *subscription, h2 bool) *http.Transport {
 			if sub != nil {
 				return in.deliver(sub, cs.client, cs.dst, false)
 			}
-			c, err := in.dialApp(ctx, cs.client, cs.dst)
-			if err != nil {
-				return nil, err
-			}
-			return &upstreamConn{Conn: c, in: in}, nil
+			return in.dialApp(ctx, cs.client, cs.dst)
 		},
 	}
 	if cs.transports == nil {
@@ -200,19 +204,6 @@ func (cs *connState) close() {
 	for _, t := range cs.transports {
 		t.CloseIdleConnections()
 	}
-}
-
-// upstreamConn is a router's connection to the app, counted while open.
-type upstreamConn struct {
-	net.Conn
-	in   *incoming
-	once sync.Once
-}
-
-func (c *upstreamConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.in.upstreamClosed)
-	return err
 }
 
 func (r *httpRouter) ServeHTTP(w http.ResponseWriter, req *http.Request) {

@@ -47,10 +47,12 @@ type incoming struct {
 	takeovers map[uint16]bool
 	// spliced: client connections passed through whole, for the drain.
 	spliced map[*net.TCPConn]struct{}
-	// upstreams counts the agent's live connections to the app; the
-	// redirect table (whose reply routing they need) outlives the last
-	// subscription until they are gone (closeTable).
-	upstreams  int
+	// held counts the redirected connections the agent holds. The
+	// redirect table outlives the last subscription until they are gone
+	// (closeTable): its chains keep connection tracking on in the
+	// namespace, which translates their packets (and its reply routing
+	// brings the app's answers to transparent passthroughs back).
+	held       int
 	closeTable bool
 }
 
@@ -171,25 +173,26 @@ func (in *incoming) unsubscribe(ss *session, port uint16) {
 // maybeCloseTable removes the redirect table when asked to and no
 // connection to the app is left. Called with in.mu held.
 func (in *incoming) maybeCloseTable() {
-	if in.closeTable && in.upstreams == 0 && len(in.ports) == 0 {
+	if in.closeTable && in.held == 0 && len(in.ports) == 0 {
 		in.closeTable = false
 		in.removeRules()
 	}
 }
 
-// upstreamOpened and upstreamClosed count the agent's connections to the
-// app.
-func (in *incoming) upstreamOpened() {
+// hold counts a redirected connection until release is called (once).
+func (in *incoming) hold() (release func()) {
 	in.mu.Lock()
-	in.upstreams++
+	in.held++
 	in.mu.Unlock()
-}
-
-func (in *incoming) upstreamClosed() {
-	in.mu.Lock()
-	in.upstreams--
-	in.maybeCloseTable()
-	in.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			in.mu.Lock()
+			in.held--
+			in.maybeCloseTable()
+			in.mu.Unlock()
+		})
+	}
 }
 
 // stopRedirects removes every subscription and redirect rule, leaving the
@@ -304,6 +307,13 @@ func (in *incoming) snapshot(port uint16) []*subscription {
 
 // handle routes one redirected connection.
 func (in *incoming) handle(c *net.TCPConn) {
+	release := in.hold()
+	routed := false
+	defer func() {
+		if !routed {
+			release()
+		}
+	}()
 	dst, err := in.srv.originalDst(c)
 	if err != nil {
 		in.log.Warn("redirected connection without an original destination; closing it", "client", c.RemoteAddr().String(), "err", err)
@@ -329,7 +339,7 @@ func (in *incoming) handle(c *net.TCPConn) {
 	}
 	for _, s := range subs {
 		if s.filteredSteal() {
-			in.routeHTTP(conn, c, client, dst)
+			routed = in.routeHTTP(conn, c, client, dst, release)
 			return
 		}
 	}
@@ -347,7 +357,6 @@ func (in *incoming) passthrough(conn net.Conn, prefix []byte, client, dst netip.
 		resetConn(conn)
 		return
 	}
-	defer in.upstreamClosed()
 	if len(prefix) > 0 {
 		if _, err := up.Write(prefix); err != nil {
 			up.Close()
@@ -376,14 +385,6 @@ func rawConn(conn net.Conn) *net.TCPConn {
 // address when the target's routing allows (the deployed app keeps seeing
 // its real clients, as without tether), else from the agent's.
 func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
-	c, err := in.dialAppOnce(ctx, client, dst)
-	if err == nil {
-		in.upstreamOpened() // the caller calls upstreamClosed
-	}
-	return c, err
-}
-
-func (in *incoming) dialAppOnce(ctx context.Context, client, dst netip.AddrPort) (net.Conn, error) {
 	in.mu.Lock()
 	transparent := in.transparent
 	if te, ok := in.redir.(interface{ TransparentErr() error }); ok && transparent {
@@ -431,9 +432,10 @@ func (in *incoming) notify(ss *session, msg string) {
 	st.Close()
 }
 
-// routeHTTP hands an HTTP connection to the router, or passes non-HTTP
-// traffic through.
-func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip.AddrPort) {
+// routeHTTP hands an HTTP connection to the router, which calls release
+// when it closes it, and returns true; or it passes non-HTTP traffic
+// through and returns false.
+func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip.AddrPort, release func()) bool {
 	br := bufio.NewReaderSize(conn, 4096)
 	raw.SetReadDeadline(time.Now().Add(httpDetectTimeout))
 	verdict := detectHTTP(br)
@@ -441,9 +443,10 @@ func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip
 	if verdict != isHTTP {
 		buffered, _ := br.Peek(br.Buffered())
 		in.passthrough(conn, slices.Clone(buffered), client, dst)
-		return
+		return false
 	}
-	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst})
+	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst, release: release})
+	return true
 }
 
 type httpVerdict int

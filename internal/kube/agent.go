@@ -148,7 +148,7 @@ var agentCapabilities = []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRAC
 // jobPod is the pod template of a Job agent.
 func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 	spec := corev1.PodSpec{
-		RestartPolicy:                 corev1.RestartPolicyNever,
+		RestartPolicy: corev1.RestartPolicyNever,
 		// Room for the agent's drain (agent.ShutdownLimit, 13 s): its
 		// clients' requests in flight finish before it goes.
 		TerminationGracePeriodSeconds: ptr.To[int64](15),

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestIncomingTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.app(t, aliceFilter, port)
+	app := f.app(t, aliceFilter, port)
 	f.waitWho(t, port, http.MethodGet, "/takeover/new", harness.Header("alice"), harness.WhoLocal)
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -59,13 +60,31 @@ func TestIncomingTakeover(t *testing.T) {
 		}
 		local = a.Who == harness.WhoLocal
 	}
-	close(stop)
-	n, nSlow := <-done, <-done
 	if !local {
 		t.Errorf("the keep-alive connection opened before the session never reached it (quiet 1.5 s between requests)")
 	}
-	if pausing.dials != 2 {
-		t.Errorf("the pausing client connected %d times, want 2 (the first connection closed once, when quiet)", pausing.dials)
+	// The session ends: the connection the agent now holds goes on, its
+	// requests answered by the pod (the agent keeps translating it).
+	if err := app.Process().Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if res, ok := app.Process().Wait(10 * time.Second); !ok {
+		t.Fatalf("tether exec did not exit on SIGINT\n%s", res)
+	}
+	for i := range 3 {
+		time.Sleep(1500 * time.Millisecond)
+		a, err := pausing.do("/takeover/after?delay=20ms", "alice")
+		if err != nil {
+			t.Fatalf("request %d after the session ended, on the connection the agent holds: %v", i, err)
+		}
+		if a.Who != harness.WhoPod {
+			t.Errorf("request %d after the session ended: answered by %v, want the pod", i, a)
+		}
+	}
+	close(stop)
+	n, nSlow := <-done, <-done
+	if pausing.dials > 3 {
+		t.Errorf("the pausing client connected %d times, want 2 or 3 (closed once when quiet, maybe once by the agent's drain)", pausing.dials)
 	}
 	for _, c := range []*reconnecting{busy, slow} {
 		if c.dials != 1 {
