@@ -194,6 +194,8 @@ var coveredElsewhere = []struct{ id, file, test string }{
 	{"INCOMING-OVERLAP", "test/integration/incoming_test.go", "TestIncomingOverlappingFilters"},
 	{"RECONNECT", "internal/session/reconnect_test.go", "TestSessionResumesAfterTunnelDrop"},
 	{"REATTACH", "test/e2e/faults_test.go", "TestFaults"},
+	{"TGT-POD-GONE", "test/e2e/followowner_test.go", "TestFollowOwner"},
+	{"TGT-FOLLOW-NO-OWNER", "test/e2e/followowner_test.go", "TestFollowOwner"},
 }
 
 // TestCatalogueCoveredElsewhere: the tests named for the entries covered
@@ -454,6 +456,8 @@ func catalogueRows() []catalogueRow {
 			problem: []string{`--agent-addr "agent.local"`}, fix: []string{"want HOST:PORT"}},
 		catalogueRow{id: "CLI-CONFLICT", name: "--agent-addr with a target", args: []string{"exec", "--agent-addr", "127.0.0.1:1", "-t", "deployment/web", "--", "true"}, code: 2,
 			problem: []string{"--agent-addr and -t/--ephemeral cannot be used together"}, fix: []string{"drop one"}},
+		catalogueRow{id: "CLI-CONFLICT", name: "--agent-addr with --follow-owner", args: []string{"exec", "--agent-addr", "127.0.0.1:1", "--follow-owner", "--", "true"}, code: 2,
+			problem: []string{"--follow-owner needs a pod target in Kubernetes (-t pod/NAME), and --agent-addr skips Kubernetes"}, fix: []string{"drop one"}},
 	)
 
 	// ---- Config files: where they are, their syntax ----

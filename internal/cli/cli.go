@@ -41,8 +41,9 @@ func usageErrorf(format string, args ...any) error {
 }
 
 // Run executes the tether command line and returns the process exit code:
-// the command's own code for exec, 2 for usage and config errors, 1 for
-// other failures.
+// the command's own code for exec, 2 for usage and config errors,
+// ExitTargetGone (69) when exec's target pod is gone and the session does
+// not follow it, 1 for other failures.
 func Run(ctx context.Context, args []string, streams Streams) int {
 	root := newRoot(streams)
 	root.SetArgs(args)

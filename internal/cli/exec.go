@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,9 @@ type execFlags struct {
 	progress   string
 	quiet      bool
 	verbose    bool
+	// followOwner is --follow-owner; followOwnerSet says it was given (it
+	// overrides the config's follow_owner either way).
+	followOwner, followOwnerSet bool
 }
 
 func newExec(streams Streams) *cobra.Command {
@@ -45,6 +49,7 @@ func newExec(streams Streams) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.followOwnerSet = cmd.Flags().Changed("follow-owner")
 			return runExec(cmd.Context(), streams, f, args)
 		},
 	}
@@ -54,11 +59,23 @@ func newExec(streams Streams) *cobra.Command {
 	fl.StringVarP(&f.configFile, "config-file", "f", "", "config file (JSON, YAML or TOML; default .tether/config.* when present)")
 	fl.StringVarP(&f.target, "target", "t", "", "target in Kubernetes: deployment/NAME, pod/NAME[/container/C], statefulset/, replicaset/, job/, cronjob/, rollout/ or targetless (overrides the config's target)")
 	fl.BoolVar(&f.ephemeral, "ephemeral", false, "run the agent as an ephemeral container in the target pod (no hostPID Job; for namespaces whose Pod Security forbids it)")
+	fl.BoolVar(&f.followOwner, "follow-owner", false, fmt.Sprintf("with -t pod/NAME: when the pod goes away, re-attach to its owner's new pod (Deployment, StatefulSet, DaemonSet, Job...) as a workload target does; without it the session ends with exit code %d (config: follow_owner)", ExitTargetGone))
 	fl.StringVar(&f.progress, "progress", "", "start-up output: tty, plain, json or off (default: tty on a terminal, else plain)")
 	f.kube.add(fl)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but the command's own output")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log tether's decisions to stderr")
 	return cmd
+}
+
+// override applies the flags that stand for config keys: -t (target) and
+// --follow-owner (follow_owner), when given.
+func (f execFlags) override(cfg *config.Config) {
+	if f.target != "" {
+		cfg.Target = f.target
+	}
+	if f.followOwnerSet {
+		cfg.FollowOwner = f.followOwner
+	}
 }
 
 // loadConfig reads -f FILE or the default .tether/config.* file.
@@ -86,9 +103,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if err != nil {
 		return err
 	}
-	if f.target != "" {
-		cfg.Target = f.target
-	}
+	f.override(cfg)
 	mode, err := progress.ParseMode(f.progress)
 	if err != nil {
 		return &UsageError{Err: err}
@@ -113,6 +128,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		}
 		if f.target != "" || f.ephemeral {
 			return usageErrorf("--agent-addr and -t/--ephemeral cannot be used together: --agent-addr skips Kubernetes and uses that agent; drop one")
+		}
+		if f.followOwnerSet && f.followOwner {
+			return usageErrorf("--follow-owner needs a pod target in Kubernetes (-t pod/NAME), and --agent-addr skips Kubernetes: drop one")
 		}
 	}
 	if err := layer.Check(); err != nil {
@@ -204,12 +222,42 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	printSummary(pw, sess, cfg, cfgFile, where)
 	pw.Close()
+	if resolved, _ := att.currentOrNil(); resolved != nil && resolved.Pod != nil && resolved.Spec.Kind == kube.KindPod && att.owner == nil {
+		// A pod target that nothing follows: the session ends as soon as
+		// the pod is gone, instead of reconnecting in vain.
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go att.watchTarget(wctx, resolved.Pod)
+	}
+	// When the target is gone, say so at once and stop the command; the
+	// session closes when it has exited, as after Ctrl-C.
+	sayGone := sync.OnceFunc(func() { fmt.Fprintf(streams.Err, "tether: %v\n", att.goneError()) })
+	ran := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-att.targetGone():
+			sayGone()
+			stopCommand(ran, commandStopGrace)
+		case <-ran:
+		}
+	}()
 	err = layer.Run(ctx, layer.Options{
 		Args: args, Env: env,
 		Stdin: streams.In, Stdout: streams.Out, Stderr: streams.Err,
 		Session: sess, Log: log,
 		Writes: cfg.FS.Mode == "write" || len(cfg.FS.ReadWrite) > 0,
 	})
+	close(ran)
+	<-stopped
+	select {
+	case <-att.targetGone():
+		// Whatever the command's own ending: it ended with its target.
+		sayGone()
+		return ExitCode(ExitTargetGone)
+	default:
+	}
 	var ee *layer.ExitError
 	var le *layer.LaunchError
 	switch {

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -152,6 +154,178 @@ type attachment struct {
 	warn func(format string, args ...any)
 	// failingSince is when dials to a running agent pod began to fail.
 	failingSince time.Time
+
+	// owner, for a pod target with --follow-owner, is the target of the
+	// pod's owner (deployment/X...): what the session re-attaches to once
+	// its pod is gone. Without it, the session ends then: gone is closed
+	// and goneErr says why and what to do.
+	owner    *kube.TargetSpec
+	goneOnce sync.Once
+	gone     chan struct{}
+	goneErr  error
+}
+
+// ExitTargetGone is tether exec's exit code when its target pod is gone
+// for good (deleted, ended) and the session does not follow a new pod: a
+// pod target without --follow-owner.
+const ExitTargetGone = 69
+
+// targetGone is closed when the session's target pod is gone for good and
+// the session ends (a pod target without --follow-owner).
+func (a *attachment) targetGone() <-chan struct{} {
+	if a == nil {
+		return nil // --agent-addr: no target to lose
+	}
+	return a.gone
+}
+
+// goneError is why the session ends, once targetGone is closed.
+func (a *attachment) goneError() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.goneErr
+}
+
+// end marks the target pod p gone for good (why: "was deleted", ...) and
+// returns the error that says so, with what the user can do. Only the
+// first call counts.
+func (a *attachment) end(ctx context.Context, p *corev1.Pod, why string) error {
+	a.goneOnce.Do(func() {
+		// Which owner would have replaced it, for the hint: the pod's
+		// ReplicaSet outlives it.
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		owner, oerr := a.resolver().OwnerTarget(octx, p, a.spec.Container)
+		cancel()
+		a.mu.Lock()
+		a.goneErr = errors.New(podGoneMessage(p.Namespace, p.Name, why, owner, oerr))
+		a.mu.Unlock()
+		close(a.gone)
+	})
+	return a.goneError()
+}
+
+// podGoneMessage says that the target pod ns/name is gone (why: "was
+// deleted", "has ended (...)"), that the session ends with
+// ExitTargetGone, and what to do: target the owner (ownerErr nil), or
+// another target when nothing replaces the pod.
+func podGoneMessage(ns, name, why string, owner kube.TargetSpec, ownerErr error) string {
+	head := fmt.Sprintf("the target pod %s/%s %s", ns, name, why)
+	ends := fmt.Sprintf("the session ends (exit code %d)", ExitTargetGone)
+	var noOwner *kube.NoOwnerError
+	switch {
+	case errors.As(ownerErr, &noOwner) && noOwner.Controller == "":
+		return fmt.Sprintf("%s and it has no owner that replaces it: %s; run tether again with another target (tether ls -n %s lists them)", head, ends, ns)
+	case ownerErr != nil:
+		return fmt.Sprintf("%s: %s; run tether again with another target (tether ls -n %s lists them) (%v)", head, ends, ns, ownerErr)
+	case owner.Kind == kube.KindDaemonSet:
+		return fmt.Sprintf("%s: %s without following its replacement: pass --follow-owner to re-attach to the new pod of daemonset/%s on the same node", head, ends, owner.Name)
+	}
+	return fmt.Sprintf("%s: %s without following its replacement: target its owner (-t %s) or pass --follow-owner", head, ends, owner)
+}
+
+func (a *attachment) resolver() *kube.Resolver {
+	return &kube.Resolver{Client: a.k.client, Dynamic: a.k.dynamic}
+}
+
+// resolveAgain finds the target again after its agent was lost. A
+// workload resolves as at the start (its pod may be a new one). A pod
+// target stays on its pod while that pod lives; once the pod is gone, the
+// session re-attaches to the owner's new pod (--follow-owner), or ends.
+func (a *attachment) resolveAgain(ctx context.Context, old *kube.Resolved) (*kube.Resolved, error) {
+	r := a.resolver()
+	if a.spec.Kind != kube.KindPod || old.Pod == nil {
+		return r.Resolve(ctx, a.k.namespace, a.spec)
+	}
+	select {
+	case <-a.gone:
+		return nil, a.goneError()
+	default:
+	}
+	p, err := a.k.client.CoreV1().Pods(old.Pod.Namespace).Get(ctx, old.Pod.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		p = nil
+	case err != nil:
+		return nil, fmt.Errorf("checking the target pod %s/%s: %w", old.Pod.Namespace, old.Pod.Name, err) // the caller retries
+	}
+	gone, why := kube.PodGone(p, old.Pod.UID)
+	if !gone {
+		// The same pod (its container may have restarted).
+		return r.Resolve(ctx, a.k.namespace, kube.TargetSpec{Kind: kube.KindPod, Name: old.Pod.Name, Container: a.spec.Container})
+	}
+	if a.owner == nil {
+		return nil, a.end(ctx, old.Pod, why)
+	}
+	return r.Resolve(ctx, a.k.namespace, *a.owner)
+}
+
+// Watching the target pod (a pod target without --follow-owner): a watch
+// reports its deletion at once; when the watch breaks (or RBAC forbids
+// it), the pod is read again after a backoff of up to PodWatchRetryMax.
+const (
+	podWatchRetryMin = 200 * time.Millisecond
+	PodWatchRetryMax = 5 * time.Second
+)
+
+// watchTarget ends the session (end) as soon as the target pod p is gone
+// for good, until ctx ends.
+func (a *attachment) watchTarget(ctx context.Context, p *corev1.Pod) {
+	pods := a.k.client.CoreV1().Pods(p.Namespace)
+	backoff := podWatchRetryMin
+	for ctx.Err() == nil {
+		cur, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			cur, err = nil, nil
+		}
+		if err == nil {
+			if gone, why := kube.PodGone(cur, p.UID); gone {
+				a.end(ctx, p, why)
+				return
+			}
+			w, werr := pods.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + p.Name, ResourceVersion: cur.ResourceVersion})
+			if werr == nil {
+				if a.watchEvents(ctx, w, p) {
+					return
+				}
+				backoff = podWatchRetryMin // it worked: the watch expired or the connection dropped
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, PodWatchRetryMax)
+	}
+}
+
+// watchEvents reads w until the pod is gone (it calls end and returns
+// true), ctx ends, or the watch does.
+func (a *attachment) watchEvents(ctx context.Context, w watch.Interface, p *corev1.Pod) bool {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return false
+			}
+			cur, isPod := ev.Object.(*corev1.Pod)
+			switch {
+			case ev.Type == watch.Error:
+				return false // e.g. "too old resource version": read it again
+			case !isPod || ev.Type == watch.Bookmark || cur.Name != p.Name:
+				continue
+			case ev.Type == watch.Deleted && cur.UID == p.UID:
+				cur = nil
+			}
+			if gone, why := kube.PodGone(cur, p.UID); gone {
+				a.end(ctx, p, why)
+				return true
+			}
+		}
+	}
 }
 
 func (a *attachment) current() (*kube.Resolved, *kube.Agent) {
@@ -229,7 +403,7 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	a.mu.Lock()
 	a.failingSince = time.Time{}
 	a.mu.Unlock()
-	resolved, rerr := (&kube.Resolver{Client: a.k.client, Dynamic: a.k.dynamic}).Resolve(ctx, a.k.namespace, a.spec)
+	resolved, rerr := a.resolveAgain(ctx, old)
 	if rerr != nil {
 		return nil, "", fmt.Errorf("finding the target %s again: %w", a.spec, rerr)
 	}
@@ -304,6 +478,20 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 		return nil, err
 	}
 	step.Done(resolved.Chosen)
+	att := &attachment{k: k, spec: spec, resolved: resolved, gone: make(chan struct{})}
+	if cfg.FollowOwner && spec.Kind == kube.KindPod {
+		// Before any agent starts: a pod nothing replaces cannot be followed.
+		owner, err := att.resolver().OwnerTarget(ctx, resolved.Pod, spec.Container)
+		var noOwner *kube.NoOwnerError
+		if errors.As(err, &noOwner) {
+			return nil, usageErrorf("--follow-owner (follow_owner): %v: drop --follow-owner (the session then ends with exit code %d when the pod goes), or target a workload (tether ls -n %s lists them)", err, ExitTargetGone, k.namespace)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--follow-owner (follow_owner): %w", err)
+		}
+		att.owner = &owner
+		pw.Info("following the owner of pod %s: when it goes, re-attaching to %s", resolved.Pod.Name, owner)
+	}
 	image := cfg.Agent.Image
 	if image == "" {
 		image = DefaultAgentImage()
@@ -327,5 +515,6 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	step.Done(fmt.Sprintf("%s/%s (%s)", agent.Namespace, agent.Pod, how))
 	// Later agents (after a loss) start without the progress display.
 	mgr.Progress = nil
-	return &attachment{k: k, spec: spec, mgr: mgr, opts: opts, resolved: resolved, agent: agent}, nil
+	att.mgr, att.opts, att.agent = mgr, opts, agent
+	return att, nil
 }

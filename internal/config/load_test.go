@@ -14,9 +14,10 @@ func ptr[T any](v T) *T { return &v }
 
 // fullConfig is what every testdata/good/full.* file holds.
 var fullConfig = Config{
-	Target:    "deployment/api",
-	Namespace: "staging",
-	Hostname:  ptr(false),
+	Target:      "deployment/api",
+	Namespace:   "staging",
+	FollowOwner: true,
+	Hostname:    ptr(false),
 	Agent: Agent{
 		Address:        "10.0.0.5:7777",
 		Image:          "ghcr.io/tether-dev/agent:1.0",

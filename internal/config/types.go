@@ -11,6 +11,10 @@ type Config struct {
 	Target string `json:"target,omitempty" jsonschema_description:"What to run against: targetless, pod/NAME[/container/C], deployment/NAME, ... Ignored when agent.address is set."`
 	// Namespace of the target (Kubernetes).
 	Namespace string `json:"namespace,omitempty" jsonschema_description:"Kubernetes namespace of the target."`
+	// FollowOwner: with a pod target, when the pod goes away, re-attach to
+	// the new pod of its owner (Deployment, StatefulSet, DaemonSet, Job...),
+	// as a deployment/NAME target does. Same as --follow-owner.
+	FollowOwner bool `json:"follow_owner,omitempty" jsonschema_description:"With a pod target (pod/NAME): when the pod goes away (deleted, ended), re-attach to the new pod of its owner (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, Argo Rollout) as a workload target does. Off: the session ends with exit code 69. A pod without an owner is refused. Same as --follow-owner."`
 
 	Agent    Agent    `json:"agent,omitzero" jsonschema_description:"How tether reaches (or creates) the agent."`
 	Env      Env      `json:"env,omitzero" jsonschema_description:"Which of the target's environment variables the local process gets."`

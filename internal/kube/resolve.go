@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
@@ -69,7 +71,11 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, spec TargetSpec) (*Re
 			return nil, fmt.Errorf("%s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
 		}
 		pod = p
-		chosen = fmt.Sprintf("%s/%s: pod %s (%d of %d pods ready)", spec.Kind, spec.Name, p.Name, n, total)
+		where := ""
+		if spec.node != "" {
+			where = " on node " + spec.node
+		}
+		chosen = fmt.Sprintf("%s/%s: pod %s (%d of %d pods ready%s)", spec.Kind, spec.Name, p.Name, n, total, where)
 	}
 	container, id, err := pickContainer(pod, spec)
 	if err != nil {
@@ -103,6 +109,12 @@ func (r *Resolver) selector(ctx context.Context, ns string, spec TargetSpec) (la
 		}
 	case KindJob:
 		obj, e := r.Client.BatchV1().Jobs(ns).Get(ctx, spec.Name, metav1.GetOptions{})
+		err = e
+		if err == nil {
+			ls = obj.Spec.Selector
+		}
+	case KindDaemonSet:
+		obj, e := r.Client.AppsV1().DaemonSets(ns).Get(ctx, spec.Name, metav1.GetOptions{})
 		err = e
 		if err == nil {
 			ls = obj.Spec.Selector
@@ -173,6 +185,10 @@ func (r *Resolver) pickPod(ctx context.Context, ns string, spec TargetSpec, sel 
 	if err != nil {
 		return nil, 0, 0, forbiddenHint(err, "list", "pods", ns)
 	}
+	if spec.node != "" {
+		// A DaemonSet's pod replacing one on that node: only that node's.
+		pods.Items = slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool { return p.Spec.NodeName != spec.node })
+	}
 	var ready []*corev1.Pod
 	var problems []string
 	for i := range pods.Items {
@@ -186,6 +202,9 @@ func (r *Resolver) pickPod(ctx context.Context, ns string, spec TargetSpec, sel 
 	if len(ready) == 0 {
 		if len(pods.Items) == 0 {
 			fix := "wait for its pods, or choose another target"
+			if spec.node != "" {
+				return nil, 0, 0, fmt.Errorf("no pod of it runs on node %s: wait for the DaemonSet to start one there, or choose another target (tether ls -n %s lists the targets)", spec.node, ns)
+			}
 			switch spec.Kind {
 			case KindDeployment, KindStatefulSet, KindReplicaSet:
 				fix = fmt.Sprintf("scale it up (kubectl scale %s/%s -n %s --replicas=1), or choose another target", spec.Kind, spec.Name, ns)
@@ -233,6 +252,99 @@ func podProblem(p *corev1.Pod) string {
 		return "phase " + string(p.Status.Phase)
 	}
 	return "not ready"
+}
+
+// PodGone reports whether the pod with UID uid is gone for good, seen as p
+// now (nil: the API server has no pod of that name): deleted or being
+// deleted, replaced by a new pod of the same name, or ended (phase
+// Succeeded or Failed: its containers are not restarted). A container
+// restarting in place is not gone. why says which, for the user.
+func PodGone(p *corev1.Pod, uid types.UID) (gone bool, why string) {
+	switch {
+	case p == nil:
+		return true, "was deleted"
+	case p.UID != uid:
+		return true, "was deleted (a new pod of the same name has replaced it)"
+	case p.DeletionTimestamp != nil:
+		return true, "was deleted"
+	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+		why := "has ended (phase " + string(p.Status.Phase)
+		if p.Status.Reason != "" {
+			why += ": " + p.Status.Reason
+		}
+		return true, why + ")"
+	}
+	return false, ""
+}
+
+// NoOwnerError is a pod that no controller tether can follow replaces: it
+// has no controller, or one of a kind tether does not know.
+type NoOwnerError struct {
+	Namespace, Pod string
+	// Controller is "KIND NAME" of an unknown controller; "" for none.
+	Controller string
+}
+
+func (e *NoOwnerError) Error() string {
+	if e.Controller == "" {
+		return fmt.Sprintf("pod %s/%s has no owner (no Deployment, ReplicaSet, StatefulSet, DaemonSet or Job controls it): no new pod replaces it when it goes", e.Namespace, e.Pod)
+	}
+	return fmt.Sprintf("pod %s/%s is controlled by %s, which tether cannot follow (it follows Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and Argo Rollouts)", e.Namespace, e.Pod, e.Controller)
+}
+
+// OwnerTarget returns the target that resolves to the pods of p's
+// controller, the pods that replace p when it goes away: deployment/D for
+// a pod of a ReplicaSet of Deployment D, rollout/R for one of an Argo
+// Rollout, replicaset/RS for a ReplicaSet of its own, statefulset/S and
+// job/J, and for a DaemonSet its pod on p's node. The target keeps
+// container (the container the user asked for, if any). It returns a
+// *NoOwnerError when no controller it can follow owns p.
+func (r *Resolver) OwnerTarget(ctx context.Context, p *corev1.Pod, container string) (TargetSpec, error) {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil {
+		return TargetSpec{}, &NoOwnerError{Namespace: p.Namespace, Pod: p.Name}
+	}
+	spec := TargetSpec{Name: ref.Name, Container: container}
+	group := apiGroup(ref.APIVersion)
+	switch {
+	case group == "apps" && ref.Kind == "ReplicaSet":
+		rs, err := r.Client.AppsV1().ReplicaSets(p.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return TargetSpec{}, fmt.Errorf("finding the owner of pod %s/%s: its ReplicaSet %s is gone, so no new pod replaces it", p.Namespace, p.Name, ref.Name)
+		case err != nil:
+			return TargetSpec{}, fmt.Errorf("finding the owner of pod %s/%s: %w", p.Namespace, p.Name, forbiddenHint(err, "get", "replicasets", p.Namespace))
+		}
+		spec.Kind = KindReplicaSet
+		// A ReplicaSet of a Deployment (or a Rollout) is replaced by a new
+		// one at the next rollout: follow what owns it.
+		if top := metav1.GetControllerOf(rs); top != nil {
+			switch g := apiGroup(top.APIVersion); {
+			case g == "apps" && top.Kind == "Deployment":
+				spec.Kind, spec.Name = KindDeployment, top.Name
+			case g == "argoproj.io" && top.Kind == "Rollout":
+				spec.Kind, spec.Name = KindRollout, top.Name
+			}
+		}
+	case group == "apps" && ref.Kind == "StatefulSet":
+		spec.Kind = KindStatefulSet
+	case group == "apps" && ref.Kind == "DaemonSet":
+		spec.Kind, spec.node = KindDaemonSet, p.Spec.NodeName
+	case group == "batch" && ref.Kind == "Job":
+		spec.Kind = KindJob
+	default:
+		return TargetSpec{}, &NoOwnerError{Namespace: p.Namespace, Pod: p.Name, Controller: ref.Kind + " " + ref.Name}
+	}
+	return spec, nil
+}
+
+// apiGroup is the group of an apiVersion ("apps/v1": "apps"; "v1": "").
+func apiGroup(apiVersion string) string {
+	g, _, ok := strings.Cut(apiVersion, "/")
+	if !ok {
+		return ""
+	}
+	return g
 }
 
 // pickContainer chooses the container: the one spec asks for, the pod's

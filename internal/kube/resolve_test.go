@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,162 @@ func TestResolveRollout(t *testing.T) {
 	_, err = r.Resolve(context.Background(), "demo", TargetSpec{Kind: KindRollout, Name: "wbe"})
 	if err == nil || !strings.Contains(err.Error(), "rollout/web") {
 		t.Fatalf("missing rollout: %v", err)
+	}
+}
+
+// owned is pod name owned by the controller kind/name (uid "uid-NAME").
+func owned(p *corev1.Pod, apiVersion, kind, name string) *corev1.Pod {
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: ptrTo(true)}}
+	return p
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// ownerFixture: pods of a Deployment's ReplicaSet, of a ReplicaSet of its
+// own, of a Rollout's ReplicaSet, of a StatefulSet, of a DaemonSet (on two
+// nodes), of a Job, of an unknown controller, of a ReplicaSet that is
+// gone, and a bare pod.
+func ownerFixture() *fake.Clientset {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	rs := func(name string, owner ...metav1.OwnerReference) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo", UID: types.UID("uid-" + name), OwnerReferences: owner}}
+	}
+	ds := map[string]string{"app": "node-agent"}
+	onNode := func(p *corev1.Pod, node string) *corev1.Pod { p.Spec.NodeName = node; return p }
+	return fake.NewClientset(
+		rs("web-7d9f", metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", Controller: ptrTo(true)}),
+		rs("plain"),
+		rs("canary-5c4b", metav1.OwnerReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "canary", Controller: ptrTo(true)}),
+		&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "node-agent", Namespace: "demo"}, Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: ds}}},
+		owned(pod("web-7d9f-a", nil, true, t0, "app"), "apps/v1", "ReplicaSet", "web-7d9f"),
+		owned(pod("plain-b", nil, true, t0, "app"), "apps/v1", "ReplicaSet", "plain"),
+		owned(pod("canary-5c4b-c", nil, true, t0, "app"), "apps/v1", "ReplicaSet", "canary-5c4b"),
+		owned(pod("db-0", nil, true, t0, "db"), "apps/v1", "StatefulSet", "db"),
+		onNode(owned(pod("node-agent-n1", ds, true, t0, "agent"), "apps/v1", "DaemonSet", "node-agent"), "n1"),
+		onNode(owned(pod("node-agent-n2", ds, true, t0.Add(-time.Hour), "agent"), "apps/v1", "DaemonSet", "node-agent"), "n2"),
+		owned(pod("worker-x", nil, true, t0, "job"), "batch/v1", "Job", "worker"),
+		owned(pod("vm-launcher", nil, true, t0, "compute"), "kubevirt.io/v1", "VirtualMachineInstance", "vm"),
+		owned(pod("orphan-d", nil, true, t0, "app"), "apps/v1", "ReplicaSet", "deleted-rs"),
+		pod("bare", nil, true, t0, "app"),
+	)
+}
+
+// TestOwnerTarget: the target that follows a pod's controller, the
+// container kept; a DaemonSet's pod is followed on its node; a pod
+// without a controller tether knows is a *NoOwnerError.
+func TestOwnerTarget(t *testing.T) {
+	cs := ownerFixture()
+	r := &Resolver{Client: cs}
+	tests := []struct {
+		pod, container string
+		want           string // the target's String()
+		wantNoOwner    bool
+		wantErr        string
+	}{
+		{pod: "web-7d9f-a", want: "deployment/web"},
+		{pod: "web-7d9f-a", container: "app", want: "deployment/web/container/app"},
+		{pod: "plain-b", want: "replicaset/plain"},
+		{pod: "canary-5c4b-c", want: "rollout/canary"},
+		{pod: "db-0", want: "statefulset/db"},
+		{pod: "node-agent-n1", want: "daemonset/node-agent (its pod on node n1)"},
+		{pod: "worker-x", want: "job/worker"},
+		{pod: "bare", wantNoOwner: true, wantErr: "pod demo/bare has no owner"},
+		{pod: "vm-launcher", wantNoOwner: true, wantErr: "controlled by VirtualMachineInstance vm, which tether cannot follow"},
+		{pod: "orphan-d", wantErr: "its ReplicaSet deleted-rs is gone"},
+	}
+	for _, tt := range tests {
+		p, err := cs.CoreV1().Pods("demo").Get(context.Background(), tt.pod, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.OwnerTarget(context.Background(), p, tt.container)
+		var noOwner *NoOwnerError
+		if errors.As(err, &noOwner) != tt.wantNoOwner {
+			t.Errorf("OwnerTarget(%s): error %v, want a NoOwnerError: %v", tt.pod, err, tt.wantNoOwner)
+		}
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("OwnerTarget(%s) = %v, %v; want error %q", tt.pod, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got.String() != tt.want {
+			t.Errorf("OwnerTarget(%s) = %q, %v; want %q", tt.pod, got, err, tt.want)
+		}
+	}
+}
+
+// TestOwnerTargetForbidden: a user who may not read ReplicaSets is told
+// which verb and resource to ask for.
+func TestOwnerTargetForbidden(t *testing.T) {
+	cs := ownerFixture()
+	cs.PrependReactor("get", "replicasets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "replicasets"}, "web-7d9f", nil)
+	})
+	p, _ := cs.CoreV1().Pods("demo").Get(context.Background(), "web-7d9f-a", metav1.GetOptions{})
+	_, err := (&Resolver{Client: cs}).OwnerTarget(context.Background(), p, "")
+	var fe *ForbiddenError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), `verb "get" on "replicasets"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestResolveDaemonSetOwner: a DaemonSet's pod is followed to its pod on
+// the same node, not to the oldest one; none there is an error that says
+// so.
+func TestResolveDaemonSetOwner(t *testing.T) {
+	cs := ownerFixture()
+	r := &Resolver{Client: cs}
+	p, _ := cs.CoreV1().Pods("demo").Get(context.Background(), "node-agent-n1", metav1.GetOptions{})
+	spec, err := r.OwnerTarget(context.Background(), p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Resolve(context.Background(), "demo", spec)
+	if err != nil || got.Pod.Name != "node-agent-n1" || !strings.Contains(got.Chosen, "on node n1") {
+		t.Fatalf("Resolve(%s) = %+v, %v; want pod node-agent-n1 (the older node-agent-n2 runs on n2)", spec, got, err)
+	}
+	if err := cs.CoreV1().Pods("demo").Delete(context.Background(), "node-agent-n1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Resolve(context.Background(), "demo", spec)
+	if err == nil || !strings.Contains(err.Error(), "no pod of it runs on node n1: wait for the DaemonSet to start one there") {
+		t.Fatalf("Resolve(%s) with no pod on n1: %v", spec, err)
+	}
+}
+
+// TestPodGone: what counts as the pod gone for good (deleted, being
+// deleted, replaced under its name, ended) and what does not (running,
+// not ready, a container restarting in place).
+func TestPodGone(t *testing.T) {
+	const uid = "uid-1"
+	p := func(edit func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", UID: uid}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		edit(p)
+		return p
+	}
+	now := metav1.Now()
+	tests := []struct {
+		name    string
+		pod     *corev1.Pod
+		want    bool
+		wantWhy string
+	}{
+		{"not found", nil, true, "was deleted"},
+		{"being deleted", p(func(p *corev1.Pod) { p.DeletionTimestamp = &now }), true, "was deleted"},
+		{"replaced under its name", p(func(p *corev1.Pod) { p.UID = "uid-2" }), true, "was deleted (a new pod of the same name has replaced it)"},
+		{"succeeded", p(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), true, "has ended (phase Succeeded)"},
+		{"evicted", p(func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted" }), true, "has ended (phase Failed: Evicted)"},
+		{"running", p(func(*corev1.Pod) {}), false, ""},
+		{"pending", p(func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }), false, ""},
+		{"container restarting", p(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", RestartCount: 3, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}
+		}), false, ""},
+	}
+	for _, tt := range tests {
+		gone, why := PodGone(tt.pod, uid)
+		if gone != tt.want || why != tt.wantWhy {
+			t.Errorf("%s: PodGone = %v, %q; want %v, %q", tt.name, gone, why, tt.want, tt.wantWhy)
+		}
 	}
 }

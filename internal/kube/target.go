@@ -22,6 +22,10 @@ const (
 	KindJob         Kind = "job"
 	KindCronJob     Kind = "cronjob"
 	KindRollout     Kind = "rollout"
+	// KindDaemonSet is only ever a pod's owner followed with --follow-owner
+	// (OwnerTarget): ParseTarget does not take it, since which of a
+	// DaemonSet's pods (one per node) is meant depends on the node.
+	KindDaemonSet Kind = "daemonset"
 )
 
 // kindAliases maps what users type (kubectl's names and short names) to kinds.
@@ -40,6 +44,9 @@ type TargetSpec struct {
 	Kind      Kind
 	Name      string
 	Container string // "" = the pod's default container
+	// node restricts a workload's pods to those on this node: a
+	// DaemonSet's pod replacing one on that node (OwnerTarget).
+	node string
 }
 
 func (t TargetSpec) String() string {
@@ -49,6 +56,9 @@ func (t TargetSpec) String() string {
 	s := string(t.Kind) + "/" + t.Name
 	if t.Container != "" {
 		s += "/container/" + t.Container
+	}
+	if t.node != "" {
+		s += " (its pod on node " + t.node + ")"
 	}
 	return s
 }

@@ -22,6 +22,7 @@ func TestParseTarget(t *testing.T) {
 		{"rollout/web", TargetSpec{Kind: KindRollout, Name: "web"}, ""},
 		{"", TargetSpec{}, "empty target"},
 		{"service/api", TargetSpec{}, `unknown kind "service"`},
+		{"daemonset/agent", TargetSpec{}, `unknown kind "daemonset"`}, // only a pod's owner (--follow-owner)
 		{"deployment/", TargetSpec{}, "empty name"},
 		{"deployment/API", TargetSpec{}, "not a valid Kubernetes name"},
 		{"pod/a/b", TargetSpec{}, "KIND/NAME/container/CONTAINER"},
