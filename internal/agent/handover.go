@@ -17,27 +17,41 @@ import (
 // closes idle connections, and its client reconnects along the new route.
 const (
 	// quietAnswered is how long a connection must have been quiet after
-	// an answer before it is closed.
+	// an answer before it is closed; it is closed only while its quiet
+	// time is within quietWindow of that. A connection first seen quiet
+	// for longer may be about to be used (a client that pauses 1.5 s
+	// between requests): closing it at an arbitrary moment of its pause
+	// would race its next request, so it waits for its next exchange,
+	// or for quietLong.
 	quietAnswered = time.Second
-	// quietUnsure is the same when the kernel's clock cannot tell whether
-	// the answer or the next request came last (both in one tick): only a
-	// request served for this long could be cut.
-	quietUnsure = 10 * time.Second
+	quietWindow   = 3 * handoverPoll
+	// quietLong closes any connection quiet this long, also when the
+	// kernel's clock cannot tell whether the answer or the next request
+	// came last (both in one tick: then only a request served for this
+	// long could be cut).
+	quietLong = 10 * time.Second
 	// handoverPoll is how often connections are looked at.
 	handoverPoll = 100 * time.Millisecond
-	// drainLimit bounds the agent's shutdown: connections still busy
-	// after it are cut.
-	drainLimit = 10 * time.Second
+	// drainLimit bounds the agent's drain: connections still busy after
+	// it are cut. It leaves room for a connection quiet at its start to
+	// reach quietLong.
+	drainLimit = quietLong + time.Second
 	// ShutdownLimit bounds the whole orderly shutdown of an agent: the
 	// drain and the rest. The agent's pod must give it this long between
 	// SIGTERM and SIGKILL.
-	ShutdownLimit = drainLimit + 3*time.Second
+	ShutdownLimit = drainLimit + 2*time.Second
 )
+
+// quietEnough reports whether a connection quiet for q (answered: its
+// owner answered last, for sure) may be closed now.
+func quietEnough(q time.Duration, answered bool) bool {
+	return (answered && q >= quietAnswered && q < quietAnswered+quietWindow) || q >= quietLong
+}
 
 // closable reports whether a connection is quiet enough to be closed.
 func closable(c netfilter.Conn) bool {
 	q, st := c.Quiet()
-	return (st == netfilter.Answered && q >= quietAnswered) || (st == netfilter.Unsure && q >= quietUnsure)
+	return st != netfilter.Busy && quietEnough(q, st == netfilter.Answered)
 }
 
 // takeover closes the connections to port that bypass the agent (opened
@@ -166,7 +180,7 @@ func (in *incoming) drain(limit time.Duration) {
 	for {
 		left := 0
 		if r != nil {
-			left += r.closeQuiet(quietAnswered)
+			left += r.closeQuiet()
 		}
 		left += in.closeQuietSpliced(d)
 		if left == 0 {

@@ -107,14 +107,14 @@ func (r *httpRouter) serve(c *routedConn) { r.ln.push(c) }
 
 func (r *httpRouter) close() { r.srv.Close() }
 
-// closeQuiet closes the client connections idle after an answer for at
-// least quiet and returns how many are left.
-func (r *httpRouter) closeQuiet(quiet time.Duration) int {
+// closeQuiet closes the client connections quiet enough after an answer
+// (quietEnough) and returns how many are left.
+func (r *httpRouter) closeQuiet() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	left := 0
 	for rc := range r.conns {
-		if since := rc.idleSince.Load(); since != 0 && time.Since(time.Unix(0, since)) >= quiet {
+		if since := rc.idleSince.Load(); since != 0 && quietEnough(time.Since(time.Unix(0, since)), true) {
 			rc.Close()
 			delete(r.conns, rc)
 			continue
