@@ -378,11 +378,21 @@ func (a *attachment) dialFirst(ctx context.Context) (net.Conn, string, error) {
 func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	conn, token, err := a.dial(ctx)
 	if err == nil {
+		a.mu.Lock()
+		a.failingSince = time.Time{} // a later outage counts from its own start
+		a.mu.Unlock()
 		return conn, token, nil
 	}
 	old, ag := a.current()
 	if alive, why := a.agentServes(ctx, ag); alive {
 		a.mu.Lock()
+		if why == cannotTell {
+			// The API server does not answer either (it restarts, the
+			// network is down): that says nothing about the agent.
+			a.failingSince = time.Time{}
+			a.mu.Unlock()
+			return nil, "", err
+		}
 		if a.failingSince.IsZero() {
 			a.failingSince = time.Now()
 		}
@@ -422,6 +432,9 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	return a.dial(ctx)
 }
 
+// cannotTell is agentServes's why when the API server does not answer.
+const cannotTell = "cannot tell"
+
 // agentServes reports whether the agent's pod still runs its agent; if not,
 // why (for the user; "" when it is simply gone).
 func (a *attachment) agentServes(ctx context.Context, ag *kube.Agent) (bool, string) {
@@ -430,7 +443,7 @@ func (a *attachment) agentServes(ctx context.Context, ag *kube.Agent) (bool, str
 	case apierrors.IsNotFound(err):
 		return false, "is gone"
 	case err != nil:
-		return true, "" // cannot tell (the API server may be restarting): retry
+		return true, cannotTell // the API server may be restarting: retry
 	case p.DeletionTimestamp != nil:
 		return false, "is being deleted"
 	}
