@@ -235,13 +235,14 @@ func (in *incoming) removeRules() {
 	}
 }
 
-// abort removes the redirect rules and resets the redirected connections
-// (see Server.TargetExited).
+// abort resets the redirected connections and then removes the redirect
+// rules (see Server.TargetExited). The resets go first: when the target's
+// pod is deleted, its network goes away moments after its app, and a reset
+// sent later never reaches its client, which would hang.
 func (in *incoming) abort() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.log.Info("removing the redirect rules and resetting the redirected connections")
-	in.removeRules()
+	in.log.Info("resetting the redirected connections and removing the redirect rules")
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil
@@ -249,12 +250,16 @@ func (in *incoming) abort() {
 		if in.http != nil {
 			n = in.http.reset()
 		}
+		for c := range in.spliced {
+			resetConn(c)
+		}
 		killed, err := in.srv.killConnections(in.lnPort)
 		if err != nil {
 			in.log.Warn("resetting the redirected connections", "err", err)
 		}
-		in.log.Info("reset the redirected connections", "http", n, "others", killed)
+		in.log.Info("reset the redirected connections", "http", n, "spliced", len(in.spliced), "others", killed)
 	}
+	in.removeRules()
 }
 
 // ensureListener starts the listener redirected connections land on, in

@@ -66,6 +66,53 @@ type phaseCount struct {
 	sent    int64
 	byKind  map[string]int64
 	samples []string // the first failures, for the test's message
+	began   time.Time
+	// first and last failure of each kind, from the phase's start
+	first, last map[string]time.Duration
+	fails       []failure
+}
+
+// failure is one failed request: its kind and when it was sent.
+type failure struct {
+	kind string
+	sent time.Time
+}
+
+// gone is when the first request of the phase found the app gone (no
+// listener, no address): the app had died by then. Zero if none did.
+func (p *phaseCount) gone() time.Time {
+	var t time.Time
+	for _, f := range p.fails {
+		if (f.kind == kindRefused || f.kind == kindUnreachable) && (t.IsZero() || f.sent.Before(t)) {
+			t = f.sent
+		}
+	}
+	return t
+}
+
+// atDeath counts the resets and EOFs of requests sent before the app was
+// found gone: in flight when it died, they fail with or without tether.
+func (p *phaseCount) atDeath() int64 {
+	g := p.gone()
+	var n int64
+	for _, f := range p.fails {
+		if (f.kind == kindReset || f.kind == kindEOF) && !g.IsZero() && f.sent.Before(g) {
+			n++
+		}
+	}
+	return n
+}
+
+// afterDeath is the count of kind in the phase, without atDeath's.
+func (p *phaseCount) afterDeath(kind string) int64 {
+	g := p.gone()
+	var n int64
+	for _, f := range p.fails {
+		if f.kind == kind && (g.IsZero() || !f.sent.Before(g) || (kind != kindReset && kind != kindEOF)) {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *phaseCount) failed() int64 {
@@ -111,7 +158,7 @@ func waitServed(t *testing.T, url, want string) {
 func (l *load) setPhase(phase string) {
 	l.mu.Lock()
 	if l.counts[phase] == nil {
-		l.counts[phase] = &phaseCount{byKind: map[string]int64{}}
+		l.counts[phase] = &phaseCount{byKind: map[string]int64{}, began: time.Now(), first: map[string]time.Duration{}, last: map[string]time.Duration{}}
 		l.order = append(l.order, phase)
 	}
 	l.mu.Unlock()
@@ -140,7 +187,13 @@ func (l *load) run() {
 		pc := l.counts[phase]
 		pc.sent++
 		if kind != "" {
+			at := start.Sub(pc.began)
+			if pc.byKind[kind] == 0 {
+				pc.first[kind] = at
+			}
+			pc.last[kind] = at
 			pc.byKind[kind]++
+			pc.fails = append(pc.fails, failure{kind, start})
 			if len(pc.samples) < 5 {
 				pc.samples = append(pc.samples, fmt.Sprintf("%s %s (sent %s): %v", phase, kind, start.Format("15:04:05.000"), err))
 			}
@@ -213,34 +266,57 @@ func (r loadResult) String() string {
 		}
 		sort.Strings(kinds)
 		for _, k := range kinds {
-			s += fmt.Sprintf(", %d %s", c.byKind[k], k)
+			s += fmt.Sprintf(", %d %s (%.2f-%.2fs)", c.byKind[k], k, c.first[k].Seconds(), c.last[k].Seconds())
 		}
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
 }
 
-// exceeding compares r with a baseline of the same fault without tether:
-// every failure kind that the kernel can cause when a pod or process goes
-// away (resets, refusals, unreachable, EOF) may occur in a phase at most
-// as often as in the baseline's same phase; hung requests, wrong answers
-// and other errors never. It returns one line per excess.
+// exceeding compares r with a baseline of the same fault without tether,
+// phase by phase, and returns one line per excess:
+//   - refused and unreachable (the app or its pod is gone: its own
+//     downtime, whose length tether does not set) only where the
+//     baseline's phase shows the same kind;
+//   - resets and EOFs at most as many as in the baseline's phase, not
+//     counting those of requests in flight when the app died (sent before
+//     a request found it gone), which fail with or without tether;
+//   - hung requests, wrong answers and other errors never.
 func (r loadResult) exceeding(base loadResult) []string {
 	var out []string
 	for _, p := range r.phases {
-		for k, n := range r.counts[p].byKind {
-			allowed := int64(0)
+		c := r.counts[p]
+		bc := base.counts[p]
+		for k := range c.byKind {
+			n := c.afterDeath(k)
+			var allowed int64
 			switch k {
-			case kindReset, kindRefused, kindUnreachable, kindEOF:
-				allowed = base.kind(p, k)
+			case kindRefused, kindUnreachable:
+				allowed = n
+				if base.kind(p, k) == 0 {
+					allowed = 0
+				}
+			case kindReset, kindEOF:
+				if bc != nil {
+					allowed = bc.afterDeath(k)
+				}
 			}
 			if n > allowed {
-				out = append(out, fmt.Sprintf("%s: %d %s (baseline %d)", p, n, k, allowed))
+				out = append(out, fmt.Sprintf("%s: %d %s (baseline %d)", p, n, k, base.kind(p, k)))
 			}
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// atDeath is the number of requests in flight when the app died.
+func (r loadResult) atDeath() int64 {
+	var n int64
+	for _, c := range r.counts {
+		n += c.atDeath()
+	}
+	return n
 }
 
 // get sends one GET (with the filter header when user is set) and returns
