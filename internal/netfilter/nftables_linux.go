@@ -36,6 +36,34 @@ type Nftables struct {
 	ports          map[uint16]uint16
 	made, owned    bool
 	transparentErr error
+	lastFd         int // see holdLast; 0 when none
+}
+
+// holdLast keeps the table's owner socket open on the highest descriptor
+// the process may have. When the agent dies (SIGKILL, OOM), the kernel
+// closes its descriptors in ascending order: its connections first, while
+// the table's address translation still applies to their last packets
+// (their clients see them end), and the table last. Were the table gone
+// first, those packets would leave untranslated, from the agent's own
+// port, and the clients would wait for an answer that never comes.
+func (n *Nftables) holdLast() {
+	// The descriptor table grows to the highest descriptor (8 bytes each,
+	// charged to the agent's memory): not beyond lastFdMax, above which an
+	// agent with that many connections loses the guarantee for the rest.
+	const lastFdMax = 1<<14 - 1
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil || lim.Cur < 64 {
+		return
+	}
+	rc, err := n.nl.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		if nfd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, int(min(lim.Cur-1, lastFdMax))); err == nil {
+			n.lastFd = nfd
+		}
+	})
 }
 
 // NewNftables prepares a redirector for the network namespace at nsPath
@@ -148,7 +176,14 @@ func (n *Nftables) Close() error {
 	defer n.ns.Close()
 	n.ports = map[uint16]uint16{}
 	if n.c != nil {
-		defer func() { n.c.CloseLasting(); n.c, n.nl = nil, nil }()
+		defer func() {
+			n.c.CloseLasting()
+			n.c, n.nl = nil, nil
+			if n.lastFd > 0 {
+				unix.Close(n.lastFd)
+				n.lastFd = 0
+			}
+		}()
 	}
 	if !n.made {
 		return nil
@@ -200,6 +235,7 @@ func (n *Nftables) sync() error {
 		switch err := n.createOwned(); {
 		case err == nil:
 			n.owned = true
+			n.holdLast()
 		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
 			// A kernel before 5.12: an ordinary table, created below.
 		default:
