@@ -4,7 +4,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X github.com/tether-dev/tether/internal/version.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test unit lint vet staticcheck fuzz demo demo-netns bench clean
+.PHONY: all build deps test unit lint vet staticcheck fuzz demo demo-netns bench soak clean
 .PHONY: cluster-up cluster-down cluster-status cluster-smoke images product-images mkimage
 
 all: build
@@ -63,6 +63,13 @@ clean:
 # table the README shows). See hack/bench.sh.
 bench: deps
 	./hack/bench.sh
+
+# The churn soak (not part of test, which runs it for 3 minutes): 30 minutes
+# of sessions starting and stopping (up to 50 at once) on one target under
+# unmatched load, on the local cluster (brought up if needed, and down again
+# if soak started it). TETHER_SOAK_DURATION=1h for longer. See hack/soak.sh.
+soak: deps
+	./hack/soak.sh
 
 # ---- Local Kubernetes cluster (hack/cluster/README.md) ----------------------
 # A real single-node cluster (v1.33) built from source: 6-15 min the first

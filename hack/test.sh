@@ -33,7 +33,7 @@ fi
 step "images"
 make --no-print-directory images || status=1
 step "end-to-end tests"
-TETHER_E2E=1 go test -count=1 -timeout 30m -v ./test/e2e 2>&1 | grep -v -e '^=== RUN' -e '^=== PAUSE' -e '^=== CONT' | sed -u 's/^/  /'
+TETHER_E2E=1 go test -count=1 -timeout 45m -v ./test/e2e 2>&1 | grep -v -e '^=== RUN' -e '^=== PAUSE' -e '^=== CONT' | sed -u 's/^/  /'
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 if [ $started = 1 ] && [ -z "${TETHER_KEEP_CLUSTER:-}" ]; then
   step "local Kubernetes cluster down"
