@@ -55,7 +55,7 @@ type keepAliveClient struct {
 	sent, newConns  atomic.Int64
 	mu              sync.Mutex
 	failures        []string
-	failedAt        []time.Time // when each failed request was sent
+	failedAt        []time.Time    // when each failed request was sent
 	answers         map[string]int // by who answered (X-Who, or "local")
 	lastLocal       time.Time
 }
