@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math/rand/v2"
 	"bufio"
 	"context"
 	"errors"
@@ -54,6 +55,10 @@ type incoming struct {
 	// brings the app's answers to transparent passthroughs back).
 	held       int
 	closeTable bool
+	// heldFrom counts the held connections by client address: a
+	// transparent passthrough must not use one of their tuples (see
+	// sourcePort).
+	heldFrom map[netip.AddrPort]int
 }
 
 type subscription struct {
@@ -69,7 +74,7 @@ func (s *subscription) filteredSteal() bool   { return s.mode == protocol.ModeSt
 
 func newIncoming(srv *Server) *incoming {
 	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{},
-		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}}
+		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
 }
 
 // subscribe adds a subscription for ss, installing the port's redirect rule
@@ -179,16 +184,22 @@ func (in *incoming) maybeCloseTable() {
 	}
 }
 
-// hold counts a redirected connection until release is called (once).
-func (in *incoming) hold() (release func()) {
+// hold counts a redirected connection from client until release is
+// called (once).
+func (in *incoming) hold(client netip.AddrPort) (release func()) {
+	client = unmap(client)
 	in.mu.Lock()
 	in.held++
+	in.heldFrom[client]++
 	in.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			in.mu.Lock()
 			in.held--
+			if in.heldFrom[client]--; in.heldFrom[client] <= 0 {
+				delete(in.heldFrom, client)
+			}
 			in.maybeCloseTable()
 			in.mu.Unlock()
 		})
@@ -312,7 +323,7 @@ func (in *incoming) snapshot(port uint16) []*subscription {
 
 // handle routes one redirected connection.
 func (in *incoming) handle(c *net.TCPConn) {
-	release := in.hold()
+	release := in.hold(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 	routed := false
 	defer func() {
 		if !routed {
@@ -402,7 +413,7 @@ func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (ne
 	}
 	in.mu.Unlock()
 	if transparent {
-		c, err := in.srv.Target.DialFrom(ctx, "tcp", dst.String(), client)
+		c, err := in.dialFrom(ctx, dst, client.Addr())
 		if err == nil || appGone(err) || ctx.Err() != nil {
 			return c, err
 		}
@@ -413,6 +424,47 @@ func (in *incoming) dialApp(ctx context.Context, client, dst netip.AddrPort) (ne
 	}
 	return in.srv.Target.Dial(ctx, "tcp", dst.String())
 }
+
+// dialFrom connects to dst from the client's address, with a port of the
+// agent's choosing that no connection it holds from that address uses:
+// the kernel would pick any port free for this socket, and one equal to a
+// held (redirected) connection's client port gives our SYN that
+// connection's conntrack tuple, so it would be taken for part of it and
+// never be answered.
+func (in *incoming) dialFrom(ctx context.Context, dst netip.AddrPort, from netip.Addr) (net.Conn, error) {
+	from = from.Unmap()
+	var err error
+	for range 8 {
+		port := in.sourcePort(from)
+		var c net.Conn
+		c, err = in.srv.Target.DialFrom(ctx, "tcp", dst.String(), netip.AddrPortFrom(from, port))
+		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+// sourcePort picks a port in the usual ephemeral range that no held
+// connection from addr uses.
+func (in *incoming) sourcePort(addr netip.Addr) uint16 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for {
+		p := uint16(ephemeralFirst + rand.IntN(ephemeralLast-ephemeralFirst+1))
+		if in.heldFrom[netip.AddrPortFrom(addr, p)] == 0 {
+			return p
+		}
+	}
+}
+
+// The Linux default ip_local_port_range.
+const (
+	ephemeralFirst = 32768
+	ephemeralLast  = 60999
+)
+
+func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
 
 // deliver opens a stream to the subscription's session for one connection.
 func (in *incoming) deliver(s *subscription, client, dst netip.AddrPort, mirror bool) (protocol.Stream, error) {

@@ -27,8 +27,9 @@ type Target interface {
 	// sockets carry netfilter.AgentMark so its redirect rules let them pass.
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	// DialFrom is Dial from the address from (a client's, not local to the
-	// target): the app sees that client, not the agent. It needs the
-	// transparent routing netfilter sets up with the redirect rules.
+	// target, and a port: 0 lets the kernel pick): the app sees that
+	// client, not the agent. It needs the transparent routing netfilter
+	// sets up with the redirect rules.
 	DialFrom(ctx context.Context, network, addr string, from netip.AddrPort) (net.Conn, error)
 	// Listen listens in the target's network namespace.
 	Listen(network, addr string) (net.Listener, error)

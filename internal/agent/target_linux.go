@@ -94,15 +94,16 @@ func (t *ProcessTarget) Dial(ctx context.Context, network, addr string) (net.Con
 }
 
 func (t *ProcessTarget) DialFrom(ctx context.Context, network, addr string, from netip.AddrPort) (net.Conn, error) {
-	// The client's address with a port of our own: its own port would give
-	// the same connection tuple as the client's redirected connection, and
-	// conntrack would take our SYN for part of that one.
+	// The client's address with the port the caller chose (0: any). Not
+	// the client's own port: that would give the same connection tuple as
+	// the client's redirected connection, and conntrack would take our SYN
+	// for part of that one.
 	src := from.Addr().Unmap()
 	var c net.Conn
 	err := netns.Do(t.NetNS(), unix.CLONE_NEWNET, func() error {
 		d := net.Dialer{
-			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
-			Control:   netfilter.TransparentControl(netip.AddrPortFrom(src, 0)),
+			LocalAddr: &net.TCPAddr{IP: src.AsSlice(), Port: int(from.Port())},
+			Control:   netfilter.TransparentControl(netip.AddrPortFrom(src, from.Port())),
 		}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
