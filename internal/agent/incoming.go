@@ -1,13 +1,13 @@
 package agent
 
 import (
-	"math/rand/v2"
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
