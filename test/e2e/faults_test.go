@@ -510,7 +510,11 @@ func faultTable(rows []faultRow) string {
 		if r.baseline != "" {
 			base, baseFailed = r.baseline, failures(r.base)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %d | %s | %s | %d | %s | %s |\n", r.fault, r.res.sent(), failures(r.res), r.res.atDeath(), base, baseFailed, hung, r.recovery, r.leftover)
+		hungs := fmt.Sprint(hung)
+		if d := r.res.hungInDowntime(); d > 0 {
+			hungs += fmt.Sprintf(" (%d sent in the app's downtime)", d)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %d | %s | %s | %s | %s | %s |\n", r.fault, r.res.sent(), failures(r.res), r.res.atDeath(), base, baseFailed, hungs, r.recovery, r.leftover)
 	}
 	return b.String()
 }

@@ -70,6 +70,7 @@ type phaseCount struct {
 	// first and last failure of each kind, from the phase's start
 	first, last map[string]time.Duration
 	fails       []failure
+	oks         []time.Time // when each answered request was sent
 }
 
 // failure is one failed request: its kind and when it was sent.
@@ -103,12 +104,52 @@ func (p *phaseCount) atDeath() int64 {
 	return n
 }
 
-// afterDeath is the count of kind in the phase, without atDeath's.
-func (p *phaseCount) afterDeath(kind string) int64 {
-	g := p.gone()
+// downtime is the app's own downtime in the phase: from the first request
+// that found it gone until the first one sent after that was answered
+// (the phase's end if none was). Zero times if no request found it gone.
+func (p *phaseCount) downtime() (from, to time.Time) {
+	from = p.gone()
+	if from.IsZero() {
+		return from, from
+	}
+	to = time.Now()
+	for _, t := range p.oks {
+		if t.After(from) && t.Before(to) {
+			to = t
+		}
+	}
+	return from, to
+}
+
+// hungInDowntime counts the hung requests sent in the app's own downtime:
+// a SYN that reached the dying pod as its network went away (the Service
+// still sends new connections there for a moment) gets no answer at all,
+// with or without tether, where a moment earlier it was refused.
+func (p *phaseCount) hungInDowntime() int64 {
+	from, to := p.downtime()
 	var n int64
 	for _, f := range p.fails {
-		if f.kind == kind && (g.IsZero() || !f.sent.Before(g) || (kind != kindReset && kind != kindEOF)) {
+		if f.kind == kindTimeout && !from.IsZero() && !f.sent.Before(from) && f.sent.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// afterDeath is the count of kind in the phase, without atDeath's (resets
+// and EOFs) or hungInDowntime's (hung requests).
+func (p *phaseCount) afterDeath(kind string) int64 {
+	g := p.gone()
+	from, to := p.downtime()
+	var n int64
+	for _, f := range p.fails {
+		if f.kind != kind {
+			continue
+		}
+		switch {
+		case (kind == kindReset || kind == kindEOF) && !g.IsZero() && f.sent.Before(g):
+		case kind == kindTimeout && !from.IsZero() && !f.sent.Before(from) && f.sent.Before(to):
+		default:
 			n++
 		}
 	}
@@ -186,7 +227,9 @@ func (l *load) run() {
 		l.mu.Lock()
 		pc := l.counts[phase]
 		pc.sent++
-		if kind != "" {
+		if kind == "" {
+			pc.oks = append(pc.oks, start)
+		} else {
 			at := start.Sub(pc.began)
 			if pc.byKind[kind] == 0 {
 				pc.first[kind] = at
@@ -281,7 +324,9 @@ func (r loadResult) String() string {
 //   - resets and EOFs at most as many as in the baseline's phase, not
 //     counting those of requests in flight when the app died (sent before
 //     a request found it gone), which fail with or without tether;
-//   - hung requests, wrong answers and other errors never.
+//   - hung requests sent in the app's own downtime (hungInDowntime) only
+//     where the baseline's phase shows that downtime too;
+//   - any other hung request, wrong answers and other errors never.
 func (r loadResult) exceeding(base loadResult) []string {
 	var out []string
 	for _, p := range r.phases {
@@ -300,6 +345,10 @@ func (r loadResult) exceeding(base loadResult) []string {
 				if bc != nil {
 					allowed = bc.afterDeath(k)
 				}
+			case kindTimeout:
+				if c.hungInDowntime() > 0 && base.kind(p, kindRefused)+base.kind(p, kindUnreachable) == 0 {
+					out = append(out, fmt.Sprintf("%s: %d hung in the app's downtime, which the baseline does not show", p, c.hungInDowntime()))
+				}
 			}
 			if n > allowed {
 				out = append(out, fmt.Sprintf("%s: %d %s (baseline %d)", p, n, k, base.kind(p, k)))
@@ -308,6 +357,16 @@ func (r loadResult) exceeding(base loadResult) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// hungInDowntime is the number of hung requests sent in the app's own
+// downtime.
+func (r loadResult) hungInDowntime() int64 {
+	var n int64
+	for _, c := range r.counts {
+		n += c.hungInDowntime()
+	}
+	return n
 }
 
 // atDeath is the number of requests in flight when the app died.
