@@ -114,6 +114,8 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 	s.in.remote[remote] = local
 	s.in.local[local.Port()] = remote
 	s.in.mu.Unlock()
+	// The workload's other pods, if any, the same.
+	s.subscribeReplicas(ctx, remote)
 	what := "mirrored to"
 	if mode == protocol.ModeSteal {
 		what = "stolen by"

@@ -40,7 +40,13 @@ func (l *seenLog) Paths() []string {
 // whoServer answers every request with "who=NAME path=PATH client=ADDR".
 func whoServer(t *testing.T, name string) (netip.AddrPort, *seenLog) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return whoServerAt(t, name, "127.0.0.1:0")
+}
+
+// whoServerAt is whoServer listening on addr.
+func whoServerAt(t *testing.T, name, addr string) (netip.AddrPort, *seenLog) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,6 +84,9 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	replMu   sync.Mutex
+	replicas map[string]*replica // by pod UID: the workload's other pods (replicas.go)
+
 	relayMu sync.Mutex
 	relays  map[netip.AddrPort]*udpRelay
 	byRelay map[netip.AddrPort]netip.AddrPort // relay address -> real destination
@@ -122,7 +125,7 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 		redial: opt.Redial, lost: make(chan struct{}),
 		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
-		names: newNameCache(), in: newIncomingState(),
+		names: newNameCache(), in: newIncomingState(), replicas: map[string]*replica{},
 	}
 	s.rpc.s = s
 	if err := s.setup(ctx, opt); err != nil {
@@ -264,6 +267,7 @@ func (s *Session) message(prefix, format string, args ...any) {
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
+		s.closeReplicas()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s.call(ctx, protocol.Request{Op: protocol.OpClose})
 		cancel()

@@ -1,0 +1,287 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/internal/protocol"
+)
+
+// A replica is one more pod whose incoming traffic the session receives:
+// a workload's other ready pods. Its agent gets the same subscriptions as
+// the main agent's and delivers to the same local listeners; the program's
+// environment, files, DNS and outgoing connections stay with the main
+// (representative) pod. A replica that cannot be reached is retried with
+// backoff without disturbing the session or the other replicas.
+type replica struct {
+	s    *Session
+	key  string // the pod's UID
+	name string // the pod's name, for messages
+	dial func(ctx context.Context) (net.Conn, string, error)
+
+	stop    chan struct{}
+	stopped chan struct{}
+
+	// mu serialises the replica's subscriptions and guards what follows.
+	mu    sync.Mutex
+	mux   protocol.Mux // nil while not connected
+	id    string       // the agent's session id, for resuming
+	ports map[uint16]bool
+}
+
+// Replica timing: reconnects back off up to replicaMaxBackoff; a replica
+// subscription waits at most replicaCallTimeout.
+const (
+	replicaMaxBackoff  = 10 * time.Second
+	replicaCallTimeout = 10 * time.Second
+)
+
+// AddReplica starts receiving the incoming traffic of another pod (key:
+// its UID; name: for messages) through the agent dial reaches, with the
+// subscriptions the program has made and will make. ready is closed once
+// the first connection is made or has failed (its error is said once
+// and the replica keeps retrying). Adding a key twice does nothing.
+func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, string, error)) (ready <-chan error) {
+	done := make(chan error, 1)
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	if _, ok := s.replicas[key]; ok || s.closing.Load() {
+		done <- nil
+		return done
+	}
+	r := &replica{s: s, key: key, name: name, dial: dial, stop: make(chan struct{}), stopped: make(chan struct{}), ports: map[uint16]bool{}}
+	s.replicas[key] = r
+	go r.run(done)
+	return done
+}
+
+// RemoveReplica stops receiving the incoming traffic of the pod key: its
+// agent ends the subscriptions at once. Removing an unknown key does
+// nothing.
+func (s *Session) RemoveReplica(key string) {
+	s.replMu.Lock()
+	r := s.replicas[key]
+	delete(s.replicas, key)
+	s.replMu.Unlock()
+	if r != nil {
+		r.close()
+	}
+}
+
+// Replicas are the names of the pods added with AddReplica, sorted.
+func (s *Session) Replicas() []string {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	var names []string
+	for _, r := range s.replicas {
+		names = append(names, r.name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// closeReplicas removes every replica (the session closes).
+func (s *Session) closeReplicas() {
+	s.replMu.Lock()
+	rs := s.replicas
+	s.replicas = map[string]*replica{}
+	s.replMu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(r.close)
+	}
+	wg.Wait()
+}
+
+// subscribeReplicas subscribes port on every connected replica, in
+// parallel; one that fails says so and subscribes again when it
+// reconnects.
+func (s *Session) subscribeReplicas(ctx context.Context, port uint16) {
+	s.replMu.Lock()
+	rs := make([]*replica, 0, len(s.replicas))
+	for _, r := range s.replicas {
+		rs = append(rs, r)
+	}
+	s.replMu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(func() {
+			if err := r.subscribe(ctx, port); err != nil {
+				s.warn("pod %s: subscribing the target's port %d: %v (its other requests go to the deployed app; retried when its agent reconnects)", r.name, port, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// run connects, and again whenever the connection drops, until close.
+func (r *replica) run(ready chan<- error) {
+	defer close(r.stopped)
+	backoff := 200 * time.Millisecond
+	var said string
+	first := true
+	for {
+		mux, err := r.connect()
+		if first {
+			ready <- err
+			first = false
+		}
+		if err == nil {
+			if said != "" {
+				// As visible as the failure was.
+				r.s.message("", "pod %s: its incoming traffic reaches the program again", r.name)
+			}
+			said, backoff = "", 200*time.Millisecond
+			select {
+			case <-mux.Done():
+			case <-r.stop:
+				return
+			}
+			if r.stopping() {
+				return
+			}
+			r.s.warn("pod %s: the connection to its agent was lost; reconnecting (its connections in flight were reset)", r.name)
+			continue
+		}
+		if r.stopping() {
+			return
+		}
+		if err.Error() != said {
+			// Once per reason: the others keep going meanwhile.
+			r.s.warn("pod %s: %v; retrying with backoff (the other pods' traffic is unaffected)", r.name, err)
+			said = err.Error()
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, replicaMaxBackoff)
+	}
+}
+
+func (r *replica) stopping() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// connect dials the agent, resumes (or starts) the replica's session on
+// it and makes the program's subscriptions there.
+func (r *replica) connect() (protocol.Mux, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn, token, err := r.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	id := r.id
+	r.mu.Unlock()
+	w, mux, err := handshake(conn, token, id)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to its agent: %w", err)
+	}
+	go r.s.acceptIncoming(mux)
+	r.mu.Lock()
+	r.mux, r.id = mux, w.SessionID
+	if !w.Resumed {
+		r.ports = map[uint16]bool{}
+	}
+	r.mu.Unlock()
+	if r.stopping() {
+		r.closeMux(mux)
+		return nil, errors.New("removed")
+	}
+	r.s.in.mu.Lock()
+	ports := make([]uint16, 0, len(r.s.in.remote))
+	for p := range r.s.in.remote {
+		ports = append(ports, p)
+	}
+	r.s.in.mu.Unlock()
+	for _, p := range ports {
+		if err := r.subscribe(ctx, p); err != nil {
+			mux.Close()
+			return nil, fmt.Errorf("subscribing the target's port %d: %w", p, err)
+		}
+	}
+	return mux, nil
+}
+
+// subscribe makes the subscription for port on the replica's agent unless
+// it has it; not connected, it does nothing (connect subscribes).
+func (r *replica) subscribe(ctx context.Context, port uint16) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mux == nil || r.ports[port] {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, replicaCallTimeout)
+	defer cancel()
+	resp, err := callOn(ctx, r.mux, r.s.subscribeRequest(port))
+	if err != nil {
+		return err
+	}
+	for _, w := range resp.Warnings {
+		r.s.warn("pod %s: %s", r.name, w)
+	}
+	r.ports[port] = true
+	return nil
+}
+
+// close ends the replica's session on its agent (its subscriptions go at
+// once) and stops reconnecting.
+func (r *replica) close() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	<-r.stopped
+	r.mu.Lock()
+	mux := r.mux
+	r.mux = nil
+	r.mu.Unlock()
+	if mux != nil {
+		r.closeMux(mux)
+	}
+}
+
+// closeMux tells the agent the replica's session ends, then closes mux.
+func (r *replica) closeMux(mux protocol.Mux) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	callOn(ctx, mux, protocol.Request{Op: protocol.OpClose})
+	cancel()
+	mux.Close()
+}
+
+// callOn is a request on mux whose whole answer is one Response.
+func callOn(ctx context.Context, mux protocol.Mux, req protocol.Request) (protocol.Response, error) {
+	st, err := mux.Open()
+	if err != nil {
+		return protocol.Response{}, fmt.Errorf("the connection to the agent is gone: %w", syscallErr(err))
+	}
+	defer st.Close()
+	if d, ok := ctx.Deadline(); ok {
+		st.SetDeadline(d)
+	}
+	if err := protocol.WriteFrame(st, req); err != nil {
+		return protocol.Response{}, err
+	}
+	return readResponse(st)
+}

@@ -1,0 +1,171 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tether-dev/tether/internal/netfilter"
+)
+
+// replicaRig is a session on one rig's agent (the representative pod) with
+// a second rig's agent added as a replica (another pod of the workload).
+func replicaRig(t *testing.T) (main, other *incomingRig, s *Session, msgs *syncWriter) {
+	t.Helper()
+	main, other = twoPods(t)
+	s, msgs = main.sessionVia(t, "local", stealCfg("^x-tether-user: me$"), func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", main.agentAdr)
+	})
+	return main, other, s, msgs
+}
+
+// dialTo dials the address addr holds at the time.
+// twoPods are the rigs of two pods of a workload: their apps listen on the
+// same port (on 127.0.0.1 and 127.0.0.2).
+func twoPods(t *testing.T) (a, b *incomingRig) {
+	t.Helper()
+	a = newIncomingRig(t)
+	b = &incomingRig{redir: netfilter.NewFake()}
+	b.app, b.appSeen = whoServerAt(t, "pod", fmt.Sprintf("127.0.0.2:%d", a.app.Port()))
+	b.agentAdr = b.startAgent(t)
+	return a, b
+}
+
+func dialTo(addr *atomic.Pointer[string]) func(ctx context.Context) (net.Conn, string, error) {
+	return func(ctx context.Context) (net.Conn, string, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", *addr.Load())
+		return c, "", err
+	}
+}
+
+func addrOf(s string) *atomic.Pointer[string] {
+	var p atomic.Pointer[string]
+	p.Store(&s)
+	return &p
+}
+
+// TestReplicaSubscribes: a replica added after the program listens gets
+// its subscriptions at once, and its matching requests reach the local
+// listener while the rest reach its own app; removing it ends them there.
+func TestReplicaSubscribes(t *testing.T) {
+	_, other, s, _ := replicaRig(t)
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr))); err != nil {
+		t.Fatal(err)
+	}
+	c := other.client(t)
+	if got := get(t, c, "/a", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("a matching request to the replica: %q, want the local listener's answer", got)
+	}
+	if got := get(t, c, "/b", ""); !strings.Contains(got, "who=pod") {
+		t.Errorf("another request to the replica: %q, want its app's answer", got)
+	}
+	if got := s.Replicas(); len(got) != 1 || got[0] != "web-2" {
+		t.Errorf("Replicas() = %v, want [web-2]", got)
+	}
+	s.RemoveReplica("uid-2")
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := other.redir.Ports()[other.app.Port()]; !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica's agent still redirects port %d 5s after RemoveReplica", other.app.Port())
+		}
+	}
+	if got := s.Replicas(); len(got) != 0 {
+		t.Errorf("Replicas() = %v after RemoveReplica, want none", got)
+	}
+}
+
+// TestReplicaBeforeListen: a replica added before the program listens is
+// subscribed when it does.
+func TestReplicaBeforeListen(t *testing.T) {
+	main, other := twoPods(t)
+	conn, err := net.Dial("tcp", main.agentAdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), conn, Options{Config: withLoopback(stealCfg("^x-tether-user: me$")), Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr))); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := whoServer(t, "local")
+	if err := s.Listening(context.Background(), local, main.app.Port()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*incomingRig{main, other} {
+		if got := get(t, r.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
+			t.Errorf("a matching request: %q, want the local listener's answer", got)
+		}
+	}
+	s.Close()
+	for i, r := range []*incomingRig{main, other} {
+		if ports := r.redir.Ports(); len(ports) != 0 {
+			t.Errorf("agent %d still redirects %v after the session closed", i, ports)
+		}
+	}
+}
+
+// TestReplicaUnreachable: a replica whose agent cannot be reached is said
+// once and retried; the session and its main pod are unaffected, and the
+// replica subscribes once its agent is there.
+func TestReplicaUnreachable(t *testing.T) {
+	main, other, s, msgs := replicaRig(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := addrOf(ln.Addr().String())
+	ln.Close() // nothing listens there: connection refused
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr)); err == nil {
+		t.Fatal("AddReplica to a closed port: no error")
+	}
+	if got := get(t, main.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("a matching request to the main pod: %q, want the local listener's answer", got)
+	}
+	addr.Store(&other.agentAdr) // the agent comes up (read by the next dial)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, ok := other.redir.Ports()[other.app.Port()]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never subscribed once its agent was up; messages:\n%s", msgs)
+		}
+	}
+	if n := strings.Count(msgs.String(), "pod web-2: "); n != 2 {
+		t.Errorf("want the failure said once and the recovery once, got %d lines:\n%s", n, msgs)
+	}
+}
+
+// TestReplicaAgentRestart: a replica whose agent is replaced (a new
+// session there) subscribes again by itself.
+func TestReplicaAgentRestart(t *testing.T) {
+	_, other, s, msgs := replicaRig(t)
+	addr := addrOf(other.agentAdr)
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr)); err != nil {
+		t.Fatal(err)
+	}
+	na := other.restartAgent(t)
+	addr.Store(&na)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, ok := other.redir.Ports()[other.app.Port()]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not subscribe on its new agent; messages:\n%s", msgs)
+		}
+	}
+	if got := get(t, other.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("a matching request to the replica's new agent: %q, want the local listener's answer", got)
+	}
+}
