@@ -604,13 +604,13 @@ func catalogueRows() []catalogueRow {
 
 	// ---- Targets ----
 	add(
-		catalogueRow{id: "TGT-UNKNOWN-KIND", name: "service", args: []string{"exec", "-t", "service/api", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
-			problem: []string{`target "service/api": unknown kind "service"`}, fix: []string{"want targetless, pod, deployment, statefulset, replicaset, job, cronjob or rollout"}},
+		catalogueRow{id: "TGT-UNKNOWN-KIND", name: "node", args: []string{"exec", "-t", "node/api", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
+			problem: []string{`target "node/api": unknown kind "node"`}, fix: []string{"want targetless, pod, deployment, statefulset, replicaset, job, cronjob, rollout or service"}},
 		catalogueRow{id: "TGT-UNKNOWN-KIND", name: "empty kind", args: []string{"exec", "-t", "/api", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
 			problem: []string{`target "/api": unknown kind ""`}, fix: []string{"want targetless, pod, deployment"}},
 		catalogueRow{id: "TGT-UNKNOWN-KIND", name: "in the config", args: []string{"exec", "-f", "t.yaml", "--kubeconfig", "kubeconfig", "--", "true"},
-			files: map[string]string{"t.yaml": "target: svc/api\n", "kubeconfig": kubeconfigFor("https://{closed}")}, code: 2,
-			problem: []string{`target "svc/api": unknown kind "svc"`}, fix: []string{"want targetless, pod, deployment"}},
+			files: map[string]string{"t.yaml": "target: ingress/api\n", "kubeconfig": kubeconfigFor("https://{closed}")}, code: 2,
+			problem: []string{`target "ingress/api": unknown kind "ingress"`}, fix: []string{"want targetless, pod, deployment"}},
 		catalogueRow{id: "TGT-BAD-NAME", name: "not a Kubernetes name", args: []string{"exec", "-t", "deployment/My_App", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
 			problem: []string{`target "deployment/My_App": "My_App" is not a valid Kubernetes name`}, fix: []string{"write KIND/NAME with the object's name", "tether ls lists the targets"}},
 		catalogueRow{id: "TGT-BAD-NAME", name: "too many parts", args: []string{"exec", "-t", "deployment/web/app", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,

@@ -55,7 +55,7 @@ current-context: ctx
 		{"exec without command", []string{"exec", "--agent-addr", "127.0.0.1:1"}, 2, "", "exec needs a command"},
 		{"exec without agent", []string{"exec", "--", "true"}, 2, "", "nothing to run against"},
 		{"exec with k8s target, no kube context", []string{"exec", "-t", "deployment/api", "--", "true"}, 2, "", "no Kubernetes context"},
-		{"exec with a bad target", []string{"exec", "-t", "service/api", "--kubeconfig", kubeconfig, "--", "true"}, 2, "", `unknown kind "service"`},
+		{"exec with a bad target", []string{"exec", "-t", "node/api", "--kubeconfig", kubeconfig, "--", "true"}, 2, "", `unknown kind "node"`},
 		{"exec with an unreachable API server", []string{"exec", "-t", "deployment/api", "--kubeconfig", kubeconfig, "--", "true"}, 1, "", "does not answer"},
 		{"exec with a bad progress mode", []string{"exec", "--progress", "fancy", "-t", "pod/x", "--", "true"}, 2, "", "want tty, plain, json or off"},
 		{"exec with bad config", []string{"exec", "-f", bad, "--agent-addr", "127.0.0.1:1", "--", "true"}, 2, "", `bad.yaml:2:3: unknown key "fs.mdoe"`},

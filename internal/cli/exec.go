@@ -200,6 +200,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 				err = fmt.Errorf("%w (the agent runs with agent.memory_limit %s: if that is too low it stalls or is OOM-killed; raise agent.memory_limit)", err, lim)
 			}
 			step.Fail(err)
+			att.stopReplicas(true)
 			if _, agent := att.currentOrNil(); agent != nil && agent.Created {
 				// Never leave an agent this run created and could not use.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -216,11 +217,18 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	defer sess.Close()
 	step.Done("session " + sess.ID())
+	if att != nil && att.replicas != nil {
+		// The workload's other pods: the session starts on all that can.
+		rctx, cancel := context.WithTimeout(ctx, cfg.AgentStartupTimeout())
+		att.replicas.attach(rctx, sess)
+		cancel()
+		defer att.stopReplicas(false)
+	}
 	env, err := sess.Env(os.Environ())
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("env.env_file: %w", err)}
 	}
-	printSummary(pw, sess, cfg, cfgFile, where)
+	printSummary(pw, sess, att, cfg, cfgFile, where)
 	pw.Close()
 	if resolved, _ := att.currentOrNil(); resolved != nil && resolved.Pod != nil && resolved.Spec.Kind == kube.KindPod && att.owner == nil {
 		// A pod target that nothing follows: the session ends as soon as
@@ -275,7 +283,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	return err
 }
 
-func printSummary(pw *progress.Writer, sess *session.Session, cfg *config.Config, cfgFile, where string) {
+func printSummary(pw *progress.Writer, sess *session.Session, att *attachment, cfg *config.Config, cfgFile, where string) {
 	t := sess.Target()
 	src := "defaults"
 	if cfgFile != "" {
@@ -286,6 +294,10 @@ func printSummary(pw *progress.Writer, sess *session.Session, cfg *config.Config
 		incoming = "steal (HTTP filter)"
 	}
 	pw.Info("session %s · %s · target pid %d (%s)", sess.ID(), where, t.PID, t.Hostname)
+	if att != nil && att.replicas != nil {
+		r, _ := att.current()
+		pw.Info("incoming: %d pods; context: pod %s", att.replicas.count(), r.Pod.Name)
+	}
 	pw.Info("config %s · env %s · fs %s · dns %s · outgoing tcp %s udp %s · incoming %s",
 		src, onOff(cfg.EnvEnabled()), cfg.FSMode(), onOff(cfg.DNSEnabled()), onOff(cfg.OutgoingTCP()), onOff(cfg.OutgoingUDP()), incoming)
 }

@@ -159,7 +159,9 @@ type attachment struct {
 	// pod's owner (deployment/X...): what the session re-attaches to once
 	// its pod is gone. Without it, the session ends then: gone is closed
 	// and goneErr says why and what to do.
-	owner    *kube.TargetSpec
+	owner *kube.TargetSpec
+	// replicas, for a workload target, covers its other ready pods.
+	replicas *replicaWatch
 	goneOnce sync.Once
 	gone     chan struct{}
 	goneErr  error
@@ -328,6 +330,35 @@ func (a *attachment) watchEvents(ctx context.Context, w watch.Interface, p *core
 	}
 }
 
+// mapServicePorts makes a local listener on a port of a service/NAME
+// target's Service receive the pods' port it targets (incoming.port_mapping
+// entries, unless the config maps that local port already).
+func mapServicePorts(ctx context.Context, att *attachment, cfg *config.Config, pw *progress.Writer) error {
+	maps, err := att.resolver().ServicePorts(ctx, att.k.namespace, att.spec.Name, att.resolved.Pod)
+	if err != nil {
+		return err
+	}
+next:
+	for _, m := range maps {
+		for _, pm := range cfg.Incoming.PortMapping {
+			if pm[0] == m.Service {
+				continue next
+			}
+		}
+		cfg.Incoming.PortMapping = append(cfg.Incoming.PortMapping, [2]uint16{m.Service, m.Pod})
+		pw.Info("service/%s: a local listener on port %d receives the pods' port %d (the Service's targetPort); one on port %d receives it too", att.spec.Name, m.Service, m.Pod, m.Pod)
+	}
+	return nil
+}
+
+// stopReplicas ends the replicas' watch (abort: the session never
+// started, so the agents they created go too).
+func (a *attachment) stopReplicas(abort bool) {
+	if a != nil {
+		a.replicas.stop(abort)
+	}
+}
+
 func (a *attachment) current() (*kube.Resolved, *kube.Agent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -429,6 +460,11 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	a.mu.Lock()
 	a.resolved, a.agent = resolved, agent
 	a.mu.Unlock()
+	if resolved.Pod != nil {
+		// Its pod is no replica any more (before the session subscribes
+		// there); the old pod may become one.
+		a.replicas.representative(resolved.Pod.UID)
+	}
 	return a.dial(ctx)
 }
 
@@ -492,6 +528,11 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	}
 	step.Done(resolved.Chosen)
 	att := &attachment{k: k, spec: spec, resolved: resolved, gone: make(chan struct{})}
+	if spec.Kind == kube.KindService {
+		if err := mapServicePorts(ctx, att, cfg, pw); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.FollowOwner && spec.Kind == kube.KindPod {
 		// Before any agent starts: a pod nothing replaces cannot be followed.
 		owner, err := att.resolver().OwnerTarget(ctx, resolved.Pod, spec.Container)
@@ -514,11 +555,18 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 		// Validated with the config.
 		opts.MemoryLimit = resource.MustParse(cfg.Agent.MemoryLimit)
 	}
+	mgr := &kube.AgentManager{Client: k.client}
+	att.mgr, att.opts = mgr, opts
+	// A workload's other ready pods get their agents meanwhile.
+	if att.replicas, err = newReplicaWatch(ctx, att, cfg, resolved, pw); err != nil {
+		return nil, err
+	}
 	step = pw.Start("starting the agent")
-	mgr := &kube.AgentManager{Client: k.client, Progress: func(msg string) { step.Detail("%s", msg) }}
+	mgr.Progress = func(msg string) { step.Detail("%s", msg) }
 	agent, err := mgr.Ensure(ctx, resolved, opts)
 	if err != nil {
 		step.Fail(err)
+		att.replicas.stop(true)
 		return nil, err
 	}
 	how := "shared with other sessions"
@@ -528,6 +576,8 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	step.Done(fmt.Sprintf("%s/%s (%s)", agent.Namespace, agent.Pod, how))
 	// Later agents (after a loss) start without the progress display.
 	mgr.Progress = nil
-	att.mgr, att.opts, att.agent = mgr, opts, agent
+	att.mu.Lock()
+	att.agent = agent
+	att.mu.Unlock()
 	return att, nil
 }

@@ -59,6 +59,14 @@ func (c *Config) IncomingMode() string {
 	return c.Incoming.Mode
 }
 
+// IncomingReplicas returns incoming.replicas: "all" (default) or "one".
+func (c *Config) IncomingReplicas() string {
+	if c.Incoming.Replicas == "" {
+		return ReplicaModes[0]
+	}
+	return c.Incoming.Replicas
+}
+
 // AgentStartupTimeout returns agent.startup_timeout (default 60s).
 func (c *Config) AgentStartupTimeout() time.Duration {
 	if c.Agent.StartupTimeout <= 0 {

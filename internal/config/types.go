@@ -117,6 +117,9 @@ type Incoming struct {
 	PortMapping [][2]uint16 `json:"port_mapping,omitempty" jsonschema_description:"[local, remote] pairs: traffic to the remote port goes to the local one."`
 	// ListenPorts is a list of [remote, local] pairs: bind local instead of remote.
 	ListenPorts [][2]uint16 `json:"listen_ports,omitempty" jsonschema_description:"[remote, local] pairs: a local listen on the remote port binds the local port instead."`
+	// Replicas is all (default: every ready pod of a workload target gets
+	// the subscriptions) or one (only the pod the session runs in).
+	Replicas string `json:"replicas,omitempty" jsonschema:"enum=all,enum=one,default=all" jsonschema_description:"For a workload target (deployment, statefulset, replicaset, rollout): all subscribes on every ready pod, following scaling and rollouts; one only on the pod whose context the session has."`
 	// Loopback also subscribes listeners bound to a loopback address
 	// (default false: those are the developer's own tools, a debugger's or
 	// a profiler's port, and stay local).

@@ -19,6 +19,8 @@ import (
 var (
 	FSModes       = []string{"read", "write", "local"}
 	IncomingModes = []string{"mirror", "steal", "off"}
+	// ReplicaModes are incoming.replicas's values; the first is the default.
+	ReplicaModes = []string{"all", "one"}
 )
 
 // Validate checks what the types alone cannot: enums (fs.mode,
@@ -232,6 +234,7 @@ func (c *Config) checkDNS(v *validator) {
 func (c *Config) checkIncoming(v *validator) {
 	in := &c.Incoming
 	v.enum("incoming.mode", in.Mode, IncomingModes)
+	v.enum("incoming.replicas", in.Replicas, ReplicaModes)
 	if len(in.Ports) > 0 && len(in.IgnorePorts) > 0 {
 		v.conflict("incoming.ignore_ports", "incoming.ports",
 			"ports already names the only ports to subscribe to; remove one of the two")

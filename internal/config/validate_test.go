@@ -23,6 +23,7 @@ func TestValidate(t *testing.T) {
 		{"fs mode", Config{FS: FS{Mode: "rw"}}, `"fs.mode": want "read", "write" or "local", got "rw"`},
 		{"fs mode typo", Config{FS: FS{Mode: "locl"}}, `"fs.mode": want "read", "write" or "local", got "locl" (did you mean "local"?)`},
 		{"incoming mode", Config{Incoming: Incoming{Mode: "Steal"}}, `"incoming.mode": want "mirror", "steal" or "off", got "Steal" (did you mean "steal"?)`},
+		{"incoming replicas", Config{Incoming: Incoming{Replicas: "every"}}, `"incoming.replicas": want "all" or "one", got "every"`},
 		{"env include and exclude", Config{Env: Env{Include: []string{"A"}, Exclude: []string{"B"}}},
 			`"env.exclude": cannot be used together with "env.include": include already names the only variables to take; remove one of the two`},
 		{"outgoing local and remote", Config{Outgoing: Outgoing{Filter: OutgoingFilter{Local: []string{"a"}, Remote: []string{"b"}}}},

@@ -84,6 +84,25 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, spec TargetSpec) (*Re
 	return &Resolved{Spec: spec, Namespace: ns, Pod: pod, Container: container, ContainerID: id, Chosen: chosen + ", container " + container}, nil
 }
 
+// PodSelector returns the label selector of a workload target's pods.
+func (r *Resolver) PodSelector(ctx context.Context, ns string, spec TargetSpec) (labels.Selector, error) {
+	return r.selector(ctx, ns, spec)
+}
+
+// HasReplicas reports whether a target of kind k stands for pods that
+// serve the same traffic side by side (a Deployment's replicas...), each
+// of which a session's incoming subscriptions cover.
+func HasReplicas(k Kind) bool {
+	switch k {
+	case KindDeployment, KindStatefulSet, KindReplicaSet, KindRollout, KindService:
+		return true
+	}
+	return false
+}
+
+// PodReady reports whether p runs and is ready (not terminating).
+func PodReady(p *corev1.Pod) bool { return podReady(p) }
+
 // selector returns the label selector of a workload.
 func (r *Resolver) selector(ctx context.Context, ns string, spec TargetSpec) (labels.Selector, error) {
 	var ls *metav1.LabelSelector
@@ -121,6 +140,8 @@ func (r *Resolver) selector(ctx context.Context, ns string, spec TargetSpec) (la
 		}
 	case KindCronJob:
 		return r.cronJobSelector(ctx, ns, spec)
+	case KindService:
+		return r.serviceSelector(ctx, ns, spec)
 	case KindRollout:
 		if r.Dynamic == nil {
 			return nil, fmt.Errorf("rollout targets need the dynamic client")
@@ -502,6 +523,14 @@ func (r *Resolver) names(ctx context.Context, ns string, kind Kind) ([]string, e
 		}
 	case KindCronJob:
 		l, err := r.Client.BatchV1().CronJobs(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range l.Items {
+			out = append(out, o.Name)
+		}
+	case KindService:
+		l, err := r.Client.CoreV1().Services(ns).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,8 @@ const (
 	KindJob         Kind = "job"
 	KindCronJob     Kind = "cronjob"
 	KindRollout     Kind = "rollout"
+	// KindService is the pods a Service selects.
+	KindService Kind = "service"
 	// KindDaemonSet is only ever a pod's owner followed with --follow-owner
 	// (OwnerTarget): ParseTarget does not take it, since which of a
 	// DaemonSet's pods (one per node) is meant depends on the node.
@@ -37,6 +39,7 @@ var kindAliases = map[string]Kind{
 	"job": KindJob, "jobs": KindJob,
 	"cronjob": KindCronJob, "cronjobs": KindCronJob, "cj": KindCronJob,
 	"rollout": KindRollout, "rollouts": KindRollout, "ro": KindRollout,
+	"service": KindService, "services": KindService, "svc": KindService,
 }
 
 // TargetSpec is a parsed target: what the user asked for, not yet resolved.
@@ -79,7 +82,7 @@ func ParseTarget(s string) (TargetSpec, error) {
 	}
 	kind, ok := kindAliases[strings.ToLower(parts[0])]
 	if !ok {
-		return TargetSpec{}, fmt.Errorf("target %q: unknown kind %q (want targetless, pod, deployment, statefulset, replicaset, job, cronjob or rollout)", s, parts[0])
+		return TargetSpec{}, fmt.Errorf("target %q: unknown kind %q (want targetless, pod, deployment, statefulset, replicaset, job, cronjob, rollout or service)", s, parts[0])
 	}
 	t := TargetSpec{Kind: kind}
 	switch {

@@ -20,8 +20,10 @@ func TestParseTarget(t *testing.T) {
 		{"api-7d9f", TargetSpec{Kind: KindPod, Name: "api-7d9f"}, ""},
 		{"cronjob/nightly", TargetSpec{Kind: KindCronJob, Name: "nightly"}, ""},
 		{"rollout/web", TargetSpec{Kind: KindRollout, Name: "web"}, ""},
+		{"service/web", TargetSpec{Kind: KindService, Name: "web"}, ""},
+		{"nodes/x", TargetSpec{}, "unknown kind \"nodes\""},
+		{"svc/web/container/app", TargetSpec{Kind: KindService, Name: "web", Container: "app"}, ""},
 		{"", TargetSpec{}, "empty target"},
-		{"service/api", TargetSpec{}, `unknown kind "service"`},
 		{"daemonset/agent", TargetSpec{}, `unknown kind "daemonset"`}, // only a pod's owner (--follow-owner)
 		{"deployment/", TargetSpec{}, "empty name"},
 		{"deployment/API", TargetSpec{}, "not a valid Kubernetes name"},

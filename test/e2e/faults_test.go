@@ -58,6 +58,16 @@ func runLocalServer(port string) {
 		defer mu.Unlock()
 		io.WriteString(w, "local "+held+"\n")
 	})
+	// /podname is the target pod's /podinfo/name (a downward API file:
+	// which pod the session's files come from).
+	http.HandleFunc("/podname", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile("/podinfo/name")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "local pod "+string(b)+"\n")
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local\n") })
 	err := http.ListenAndServe(":"+port, nil)
 	fmt.Fprintln(os.Stderr, "local server:", err)
@@ -404,7 +414,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("the target pod %s was not replaced", old.Name)
 			}
 		}
-		waitServed(t, url, remote)
+		waitServed(t, url, "", remote)
 	}
 	const podDeleted, containerKilled = "target pod deleted, no tether", "target container killed, no tether"
 

@@ -141,7 +141,7 @@ func TestStealStartStopNoLoss(t *testing.T) {
 	apply(t, []byte(benchDeploymentYAML(ns, "bench")))
 	waitDeployments(t, ns, 2*time.Minute)
 	base := serviceURL(t, ns, "bench")
-	waitServed(t, base+"/small", "ok")
+	waitServed(t, base+"/small", "", "ok")
 	dir := t.TempDir()
 	cfg := agentConfig(t, dir, `incoming:
   mode: steal

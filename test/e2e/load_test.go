@@ -51,6 +51,7 @@ func kindOf(err error) string {
 // per phase (see setPhase) and failure kind.
 type load struct {
 	url, want string
+	user      string // the filter header's value ("": none)
 	client    *http.Client
 	phase     atomic.Pointer[string]
 	mu        sync.Mutex
@@ -168,10 +169,17 @@ func (p *phaseCount) failed() int64 {
 // test ends or result is called. Its phase is "before" until setPhase.
 func startLoad(t *testing.T, url, want string) *load {
 	t.Helper()
-	l := &load{url: url, want: want, counts: map[string]*phaseCount{}, stop: make(chan struct{}),
+	return startLoadUser(t, url, "", want)
+}
+
+// startLoadUser is startLoad for requests with the filter header
+// x-tether-user: user.
+func startLoadUser(t *testing.T, url, user, want string) *load {
+	t.Helper()
+	l := &load{url: url, want: want, user: user, counts: map[string]*phaseCount{}, stop: make(chan struct{}),
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	l.setPhase("before")
-	waitServed(t, url, want)
+	waitServed(t, url, user, want)
 	for range 2 {
 		l.done.Add(1)
 		go l.run()
@@ -181,11 +189,11 @@ func startLoad(t *testing.T, url, want string) *load {
 }
 
 // waitServed waits until url answers want: a new Service needs a moment.
-func waitServed(t *testing.T, url, want string) {
+func waitServed(t *testing.T, url, user, want string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		body, err := get(c, url, "")
+		body, err := get(c, url, user)
 		if err == nil && strings.Contains(body, want) {
 			return
 		}
@@ -216,7 +224,7 @@ func (l *load) run() {
 		}
 		phase := *l.phase.Load()
 		start := time.Now()
-		body, err := get(l.client, l.url, "")
+		body, err := get(l.client, l.url, l.user)
 		kind := ""
 		switch {
 		case err != nil:

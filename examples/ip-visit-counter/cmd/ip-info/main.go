@@ -1,5 +1,6 @@
 // Command ip-info tells what it knows about an IP address: GET /IP answers
-// one line. It stands in for a geo-IP service the demo app calls.
+// one line. It stands in for a geo-IP service the demo app calls. Every
+// answer names the host (the pod) that gave it in an X-Served-By header.
 package main
 
 import (
@@ -13,7 +14,9 @@ import (
 
 func main() {
 	addr := ":" + envOr("PORT", "8080")
+	host, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Served-By", host)
 		ip, err := netip.ParseAddr(strings.TrimPrefix(r.URL.Path, "/"))
 		switch {
 		case err != nil:
