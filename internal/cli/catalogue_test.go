@@ -455,9 +455,11 @@ func catalogueRows() []catalogueRow {
 		catalogueRow{id: "AGENT-ADDR-SYNTAX", name: "agent address without a port", args: []string{"exec", "--agent-addr", "agent.local", "--", "true"}, code: 2,
 			problem: []string{`--agent-addr "agent.local"`}, fix: []string{"want HOST:PORT"}},
 		catalogueRow{id: "CLI-CONFLICT", name: "--agent-addr with a target", args: []string{"exec", "--agent-addr", "127.0.0.1:1", "-t", "deployment/web", "--", "true"}, code: 2,
-			problem: []string{"--agent-addr and -t/--ephemeral cannot be used together"}, fix: []string{"drop one"}},
+			problem: []string{"--agent-addr and -t/-l/--ephemeral cannot be used together"}, fix: []string{"drop one"}},
 		catalogueRow{id: "CLI-CONFLICT", name: "--agent-addr with --follow-owner", args: []string{"exec", "--agent-addr", "127.0.0.1:1", "--follow-owner", "--", "true"}, code: 2,
 			problem: []string{"--follow-owner needs a pod target in Kubernetes (-t pod/NAME), and --agent-addr skips Kubernetes"}, fix: []string{"drop one"}},
+		catalogueRow{id: "CLI-CONFLICT", name: "target and selector", args: []string{"exec", "-t", "deployment/web", "-l", "app=web", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
+			problem: []string{"-t deployment/web and -l app=web both name the target"}, fix: []string{"drop one"}},
 	)
 
 	// ---- Config files: where they are, their syntax ----
@@ -530,7 +532,7 @@ func catalogueRows() []catalogueRow {
 	add(cfgRows("CFG-TYPE", "top level JSON array", "t.json", "[1]",
 		[]string{"t.json:1:1: want an object of settings at the top level, got an array"}, []string{"want an object"})...)
 	add(cfgRows("CFG-TYPE", "top-level string", "t.yaml", "target: 5\n",
-		[]string{`t.yaml:1:9: "target": want a string, got 5`}, []string{`quote it: "5"`})...)
+		[]string{`t.yaml:1:9: "target": want a string such as deployment/NAME, or a mapping with keys "path" or "selector", got 5`}, []string{`quote it: "5"`})...)
 	add(cfgRows("CFG-TYPE", "section is a string", "t.toml", "fs = \"x\"\n",
 		[]string{`t.toml:1:6: "fs": want a table`}, []string{`keys "mode", "read_only", "read_write", "local" or "not_found"`})...)
 	add(cfgRows("CFG-TYPE", "nested bool", "t.yaml", "dns:\n  enabled: \"yes\"\n",
@@ -611,6 +613,10 @@ func catalogueRows() []catalogueRow {
 		catalogueRow{id: "TGT-UNKNOWN-KIND", name: "in the config", args: []string{"exec", "-f", "t.yaml", "--kubeconfig", "kubeconfig", "--", "true"},
 			files: map[string]string{"t.yaml": "target: ingress/api\n", "kubeconfig": kubeconfigFor("https://{closed}")}, code: 2,
 			problem: []string{`target "ingress/api": unknown kind "ingress"`}, fix: []string{"want targetless, pod, deployment"}},
+		catalogueRow{id: "TGT-BAD-SELECTOR", name: "flag", args: []string{"exec", "-l", "app in (web", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
+			problem: []string{`label selector "app in (web"`}, fix: []string{"write it as kubectl -l takes it, e.g. app=web"}},
+		catalogueRow{id: "TGT-BAD-SELECTOR", name: "in the config", args: []string{"config", "verify", "-f", "t.yaml"}, files: map[string]string{"t.yaml": "target:\n  selector: \"app in (web\"\n"}, code: 2,
+			problem: []string{`t.yaml:2:13: "target.selector": not a label selector`}, fix: []string{"write it as kubectl -l takes it, e.g. app=web"}},
 		catalogueRow{id: "TGT-BAD-NAME", name: "not a Kubernetes name", args: []string{"exec", "-t", "deployment/My_App", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,
 			problem: []string{`target "deployment/My_App": "My_App" is not a valid Kubernetes name`}, fix: []string{"write KIND/NAME with the object's name", "tether ls lists the targets"}},
 		catalogueRow{id: "TGT-BAD-NAME", name: "too many parts", args: []string{"exec", "-t", "deployment/web/app", "--kubeconfig", "kubeconfig", "--", "true"}, files: closedKC, code: 2,

@@ -25,6 +25,7 @@ type execFlags struct {
 	agentAddr  string
 	configFile string
 	target     string
+	selector   string
 	kube       kubeFlags
 	ephemeral  bool
 	progress   string
@@ -57,7 +58,8 @@ func newExec(streams Streams) *cobra.Command {
 	fl.SetInterspersed(false)
 	fl.StringVar(&f.agentAddr, "agent-addr", "", "address (host:port) of a tether-agent started by other means")
 	fl.StringVarP(&f.configFile, "config-file", "f", "", "config file (JSON, YAML or TOML; default .tether/config.* when present)")
-	fl.StringVarP(&f.target, "target", "t", "", "target in Kubernetes: deployment/NAME, pod/NAME[/container/C], statefulset/, replicaset/, job/, cronjob/, rollout/ or targetless (overrides the config's target)")
+	fl.StringVarP(&f.target, "target", "t", "", "target in Kubernetes: deployment/NAME, pod/NAME[/container/C], statefulset/, replicaset/, job/, cronjob/, rollout/, service/ or targetless (overrides the config's target)")
+	fl.StringVarP(&f.selector, "selector", "l", "", "target the ready pods this label selector picks (app=web), as a workload's (overrides the config's target; config: target.selector)")
 	fl.BoolVar(&f.ephemeral, "ephemeral", false, "run the agent as an ephemeral container in the target pod (no hostPID Job; for namespaces whose Pod Security forbids it)")
 	fl.BoolVar(&f.followOwner, "follow-owner", false, fmt.Sprintf("with -t pod/NAME: when the pod goes away, re-attach to its owner's new pod (Deployment, StatefulSet, DaemonSet, Job...) as a workload target does; without it the session ends with exit code %d (config: follow_owner)", ExitTargetGone))
 	fl.StringVar(&f.progress, "progress", "", "start-up output: tty, plain, json or off (default: tty on a terminal, else plain)")
@@ -67,11 +69,14 @@ func newExec(streams Streams) *cobra.Command {
 	return cmd
 }
 
-// override applies the flags that stand for config keys: -t (target) and
-// --follow-owner (follow_owner), when given.
+// override applies the flags that stand for config keys: -t (target),
+// -l (target.selector) and --follow-owner (follow_owner), when given.
 func (f execFlags) override(cfg *config.Config) {
 	if f.target != "" {
-		cfg.Target = f.target
+		cfg.Target = config.Target{Path: f.target}
+	}
+	if f.selector != "" {
+		cfg.Target = config.Target{Selector: f.selector}
 	}
 	if f.followOwnerSet {
 		cfg.FollowOwner = f.followOwner
@@ -119,15 +124,18 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	if addr == "" {
 		addr = cfg.Agent.Address
 	}
-	if addr == "" && cfg.Target == "" {
-		return usageErrorf("nothing to run against: give a target (-t deployment/NAME, or target in the config) or --agent-addr HOST:PORT")
+	if f.target != "" && f.selector != "" {
+		return usageErrorf("-t %s and -l %s both name the target: drop one", f.target, f.selector)
+	}
+	if addr == "" && cfg.Target.IsZero() {
+		return usageErrorf("nothing to run against: give a target (-t deployment/NAME, -l app=NAME, or target in the config) or --agent-addr HOST:PORT")
 	}
 	if f.agentAddr != "" {
 		if host, port, err := net.SplitHostPort(f.agentAddr); err != nil || host == "" || port == "" {
 			return usageErrorf("--agent-addr %q: want HOST:PORT such as 10.0.0.5:7777", f.agentAddr)
 		}
-		if f.target != "" || f.ephemeral {
-			return usageErrorf("--agent-addr and -t/--ephemeral cannot be used together: --agent-addr skips Kubernetes and uses that agent; drop one")
+		if f.target != "" || f.selector != "" || f.ephemeral {
+			return usageErrorf("--agent-addr and -t/-l/--ephemeral cannot be used together: --agent-addr skips Kubernetes and uses that agent; drop one")
 		}
 		if f.followOwnerSet && f.followOwner {
 			return usageErrorf("--follow-owner needs a pod target in Kubernetes (-t pod/NAME), and --agent-addr skips Kubernetes: drop one")

@@ -312,15 +312,15 @@ func TestExecFlagsOverride(t *testing.T) {
 		wantTarget string
 		wantFollow bool
 	}{
-		{"config only", config.Config{Target: "pod/a", FollowOwner: true}, execFlags{}, "pod/a", true},
-		{"flag on", config.Config{Target: "pod/a"}, execFlags{followOwner: true, followOwnerSet: true}, "pod/a", true},
-		{"flag off over config", config.Config{Target: "pod/a", FollowOwner: true}, execFlags{followOwner: false, followOwnerSet: true}, "pod/a", false},
-		{"target flag", config.Config{Target: "pod/a"}, execFlags{target: "pod/b"}, "pod/b", false},
+		{"config only", config.Config{Target: config.Target{Path: "pod/a"}, FollowOwner: true}, execFlags{}, "pod/a", true},
+		{"flag on", config.Config{Target: config.Target{Path: "pod/a"}}, execFlags{followOwner: true, followOwnerSet: true}, "pod/a", true},
+		{"flag off over config", config.Config{Target: config.Target{Path: "pod/a"}, FollowOwner: true}, execFlags{followOwner: false, followOwnerSet: true}, "pod/a", false},
+		{"target flag", config.Config{Target: config.Target{Path: "pod/a"}}, execFlags{target: "pod/b"}, "pod/b", false},
 	}
 	for _, tt := range tests {
 		cfg := tt.cfg
 		tt.flags.override(&cfg)
-		if cfg.Target != tt.wantTarget || cfg.FollowOwner != tt.wantFollow {
+		if cfg.Target.Path != tt.wantTarget || cfg.FollowOwner != tt.wantFollow {
 			t.Errorf("%s: target %q follow_owner %v; want %q %v", tt.name, cfg.Target, cfg.FollowOwner, tt.wantTarget, tt.wantFollow)
 		}
 	}

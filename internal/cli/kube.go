@@ -330,6 +330,14 @@ func (a *attachment) watchEvents(ctx context.Context, w watch.Interface, p *core
 	}
 }
 
+// targetSpec parses the config's target (after the flags).
+func targetSpec(t config.Target) (kube.TargetSpec, error) {
+	if t.Selector != "" {
+		return kube.SelectorTarget(t.Selector)
+	}
+	return kube.ParseTarget(t.Path)
+}
+
 // mapServicePorts makes a local listener on a port of a service/NAME
 // target's Service receive the pods' port it targets (incoming.port_mapping
 // entries, unless the config maps that local port already).
@@ -510,7 +518,7 @@ func (a *attachment) tell(warn func(format string, args ...any)) {
 func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (*attachment, error) {
 	// The agent's token travels in its pod spec: whoever may read pods (and
 	// port-forward to them) may use the agent; processes in other pods may not.
-	spec, err := kube.ParseTarget(cfg.Target)
+	spec, err := targetSpec(cfg.Target)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}

@@ -107,13 +107,20 @@ func (d *decoder) decodeRoot(n *node, c *Config) {
 	d.decode(n, reflect.ValueOf(c).Elem(), "")
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	targetType   = reflect.TypeFor[Target]()
+)
 
 // decode stores n into v, which is addressable, reporting mismatches at path.
 func (d *decoder) decode(n *node, v reflect.Value, path string) {
 	d.locs[path] = locs{key: d.locs[path].key, val: n.pos}
 	if v.Type() == durationType {
 		d.decodeDuration(n, v, path)
+		return
+	}
+	if v.Type() == targetType && n.kind == stringKind {
+		v.Set(reflect.ValueOf(Target{Path: n.str})) // target: deployment/web
 		return
 	}
 	switch v.Kind() {
@@ -289,7 +296,7 @@ func (d *decoder) mismatch(n *node, t reflect.Type, path string) {
 	}
 	hint := ""
 	switch {
-	case t.Kind() == reflect.String && (n.kind == intKind || n.kind == floatKind || n.kind == boolKind):
+	case (t.Kind() == reflect.String || t == targetType) && (n.kind == intKind || n.kind == floatKind || n.kind == boolKind):
 		hint = fmt.Sprintf(" (quote it: \"%s\")", got)
 	case isInteger(t) && n.kind == stringKind && isDigits(n.str):
 		hint = " (remove the quotes)"
@@ -327,8 +334,11 @@ const portWant = "a port number 1-65535"
 
 // want describes the values type t accepts.
 func (d *decoder) want(t reflect.Type) string {
-	if t == durationType {
+	switch t {
+	case durationType:
 		return durationWant
+	case targetType:
+		return "a string such as deployment/NAME, or " + d.format.mapNoun() + " with keys \"path\" or \"selector\""
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

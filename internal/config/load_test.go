@@ -14,7 +14,7 @@ func ptr[T any](v T) *T { return &v }
 
 // fullConfig is what every testdata/good/full.* file holds.
 var fullConfig = Config{
-	Target:      "deployment/api",
+	Target:      Target{Path: "deployment/api"},
 	Namespace:   "staging",
 	FollowOwner: true,
 	Hostname:    ptr(false),
@@ -306,5 +306,34 @@ func TestParentPath(t *testing.T) {
 		if got := parentPath(in); got != want {
 			t.Errorf("parentPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestLoadTarget: target is a string (its path) or a mapping, in every
+// format.
+func TestLoadTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		want       Target
+	}{
+		{"s.yaml", "target: deployment/web\n", Target{Path: "deployment/web"}},
+		{"m.yaml", "target:\n  selector: app=web,tier!=db\n", Target{Selector: "app=web,tier!=db"}},
+		{"p.yaml", "target:\n  path: service/web\n", Target{Path: "service/web"}},
+		{"s.json", `{"target": "pod/a"}`, Target{Path: "pod/a"}},
+		{"m.json", `{"target": {"selector": "app=web"}}`, Target{Selector: "app=web"}},
+		{"s.toml", "target = \"pod/a\"\n", Target{Path: "pod/a"}},
+		{"m.toml", "[target]\nselector = \"app=web\"\n", Target{Selector: "app=web"}},
+	} {
+		c, err := Parse(tc.name, []byte(tc.data))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if c.Target != tc.want {
+			t.Errorf("%s: target %+v, want %+v", tc.name, c.Target, tc.want)
+		}
+	}
+	if _, err := Parse("x.yaml", []byte("target:\n  selectr: app=web\n")); err == nil || !strings.Contains(err.Error(), `unknown key "target.selectr"`) {
+		t.Errorf("a misspelt target key: %v, want unknown key \"target.selectr\"", err)
 	}
 }

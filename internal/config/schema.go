@@ -52,6 +52,14 @@ func schemaMapper(t reflect.Type) *jsonschema.Schema {
 	switch t {
 	case reflect.TypeFor[uint16]():
 		return &jsonschema.Schema{Type: "integer", Minimum: "1", Maximum: "65535"}
+	case targetType:
+		props := jsonschema.NewProperties()
+		props.Set("path", &jsonschema.Schema{Type: "string", Description: "targetless, pod/NAME[/container/C], deployment/NAME, statefulset/NAME, replicaset/NAME, job/NAME, cronjob/NAME, rollout/NAME or service/NAME."})
+		props.Set("selector", &jsonschema.Schema{Type: "string", Description: "A label selector (app=web,tier in (api)): its ready pods are the target. Cannot be used with path."})
+		return &jsonschema.Schema{OneOf: []*jsonschema.Schema{
+			{Type: "string"},
+			{Type: "object", Properties: props, AdditionalProperties: jsonschema.FalseSchema},
+		}}
 	case durationType:
 		return &jsonschema.Schema{OneOf: []*jsonschema.Schema{
 			{Type: "string", Pattern: `^\+?(0|([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+)$`},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -56,6 +57,23 @@ func TestSchemaCoversConfig(t *testing.T) {
 			rt = rt.Elem()
 		}
 		switch {
+		case rt == targetType:
+			// A string, or the object of its fields.
+			var kinds []string
+			for _, o := range sch["oneOf"].([]any) {
+				o := o.(map[string]any)
+				kinds = append(kinds, fmt.Sprint(o["type"]))
+				if o["type"] == "object" {
+					o["description"] = "checked with its parent"
+					walk(reflect.TypeFor[struct {
+						Path     string `json:"path"`
+						Selector string `json:"selector"`
+					}](), o, path)
+				}
+			}
+			if fmt.Sprint(kinds) != "[string object]" {
+				t.Errorf("%s: oneOf %v, want [string object]", path, kinds)
+			}
 		case rt == durationType:
 			if _, ok := sch["oneOf"]; !ok {
 				t.Errorf("%s: duration schema has no oneOf: %v", path, sch)

@@ -6,9 +6,11 @@ import "time"
 // `feature.*` tree, flattened one level (mirrord's `feature.network.outgoing`
 // is tether's `outgoing`), so mirrord users recognise every knob.
 type Config struct {
-	// Target is what to run against: "targetless", "pod/NAME[/container/C]",
-	// "deployment/NAME", ... Ignored when an agent address is given directly.
-	Target string `json:"target,omitempty" jsonschema_description:"What to run against: targetless, pod/NAME[/container/C], deployment/NAME, ... Ignored when agent.address is set."`
+	// Target is what to run against: a path ("targetless",
+	// "pod/NAME[/container/C]", "deployment/NAME", "service/NAME"...) or
+	// a label selector. Written as a string, it is the path. Ignored when
+	// an agent address is given directly.
+	Target Target `json:"target,omitzero" jsonschema_description:"What to run against: a string (targetless, pod/NAME[/container/C], deployment/NAME, service/NAME, ...) or {path, selector}. Ignored when agent.address is set."`
 	// Namespace of the target (Kubernetes).
 	Namespace string `json:"namespace,omitempty" jsonschema_description:"Kubernetes namespace of the target."`
 	// FollowOwner: with a pod target, when the pod goes away, re-attach to
@@ -25,6 +27,17 @@ type Config struct {
 	// Hostname makes gethostname/uname/os.Hostname report the target's hostname (default true).
 	Hostname *bool `json:"hostname,omitempty" jsonschema:"default=true" jsonschema_description:"Make gethostname/uname/os.Hostname report the target's hostname."`
 }
+
+// Target is what a session runs against: Path (KIND/NAME...) or the pods a
+// label Selector picks, at most one of them.
+type Target struct {
+	Path string `json:"path,omitempty" jsonschema_description:"targetless, pod/NAME[/container/C], deployment/NAME, statefulset/NAME, replicaset/NAME, job/NAME, cronjob/NAME, rollout/NAME or service/NAME."`
+	// Selector picks pods by label (app=web,tier!=db), as kubectl -l does.
+	Selector string `json:"selector,omitempty" jsonschema_description:"A label selector (app=web,tier in (api)): its ready pods are the target, as a workload's are. Cannot be used with path. Same as --selector/-l."`
+}
+
+// IsZero reports whether no target is set.
+func (t Target) IsZero() bool { return t.Path == "" && t.Selector == "" }
 
 // Agent configures how tether reaches (or creates) the agent.
 type Agent struct {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Modes accepted by fs.mode and incoming.mode; the first is the default.
@@ -59,6 +60,7 @@ func (v *validator) conflict(path, other, why string) {
 // check returns every problem Validate reports, unsorted and unjoined.
 func (c *Config) check() []*Error {
 	v := &validator{}
+	c.checkTarget(v)
 	c.checkAgent(v)
 	c.checkEnv(v)
 	c.checkFS(v)
@@ -122,6 +124,19 @@ func (v *validator) names(path string, names []string) {
 		case strings.ContainsAny(n, "=\x00"):
 			v.addf(joinIndex(path, i), "%s is not a variable name (no '=' allowed)", quoteValue(n))
 		}
+	}
+}
+
+func (c *Config) checkTarget(v *validator) {
+	t := c.Target
+	if t.Selector == "" {
+		return
+	}
+	if t.Path != "" {
+		v.conflict("target.selector", "target.path", "the selector picks the pods itself; remove one of the two")
+	}
+	if _, err := labels.Parse(t.Selector); err != nil {
+		v.addf("target.selector", "not a label selector (%v): write it as kubectl -l takes it, e.g. app=web or app=web,tier!=db", err)
 	}
 }
 

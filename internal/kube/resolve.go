@@ -68,14 +68,14 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, spec TargetSpec) (*Re
 		}
 		p, n, total, err := r.pickPod(ctx, ns, spec, sel)
 		if err != nil {
-			return nil, fmt.Errorf("%s/%s in namespace %s: %w", spec.Kind, spec.Name, ns, err)
+			return nil, fmt.Errorf("%s in namespace %s: %w", spec, ns, err)
 		}
 		pod = p
 		where := ""
 		if spec.node != "" {
 			where = " on node " + spec.node
 		}
-		chosen = fmt.Sprintf("%s/%s: pod %s (%d of %d pods ready%s)", spec.Kind, spec.Name, p.Name, n, total, where)
+		chosen = fmt.Sprintf("%s: pod %s (%d of %d pods ready%s)", TargetSpec{Kind: spec.Kind, Name: spec.Name, Selector: spec.Selector}, p.Name, n, total, where)
 	}
 	container, id, err := pickContainer(pod, spec)
 	if err != nil {
@@ -94,7 +94,7 @@ func (r *Resolver) PodSelector(ctx context.Context, ns string, spec TargetSpec) 
 // of which a session's incoming subscriptions cover.
 func HasReplicas(k Kind) bool {
 	switch k {
-	case KindDeployment, KindStatefulSet, KindReplicaSet, KindRollout, KindService:
+	case KindDeployment, KindStatefulSet, KindReplicaSet, KindRollout, KindService, KindSelector:
 		return true
 	}
 	return false
@@ -142,6 +142,8 @@ func (r *Resolver) selector(ctx context.Context, ns string, spec TargetSpec) (la
 		return r.cronJobSelector(ctx, ns, spec)
 	case KindService:
 		return r.serviceSelector(ctx, ns, spec)
+	case KindSelector:
+		return labels.Parse(spec.Selector)
 	case KindRollout:
 		if r.Dynamic == nil {
 			return nil, fmt.Errorf("rollout targets need the dynamic client")

@@ -7,6 +7,8 @@ package kube
 import (
 	"fmt"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Kind is a target kind.
@@ -24,6 +26,8 @@ const (
 	KindRollout     Kind = "rollout"
 	// KindService is the pods a Service selects.
 	KindService Kind = "service"
+	// KindSelector is the pods a label selector picks (SelectorTarget).
+	KindSelector Kind = "pods"
 	// KindDaemonSet is only ever a pod's owner followed with --follow-owner
 	// (OwnerTarget): ParseTarget does not take it, since which of a
 	// DaemonSet's pods (one per node) is meant depends on the node.
@@ -47,6 +51,8 @@ type TargetSpec struct {
 	Kind      Kind
 	Name      string
 	Container string // "" = the pod's default container
+	// Selector is a KindSelector target's label selector.
+	Selector string
 	// node restricts a workload's pods to those on this node: a
 	// DaemonSet's pod replacing one on that node (OwnerTarget).
 	node string
@@ -55,6 +61,9 @@ type TargetSpec struct {
 func (t TargetSpec) String() string {
 	if t.Kind == KindTargetless {
 		return "targetless"
+	}
+	if t.Kind == KindSelector {
+		return "pods -l " + t.Selector
 	}
 	s := string(t.Kind) + "/" + t.Name
 	if t.Container != "" {
@@ -100,6 +109,19 @@ func ParseTarget(s string) (TargetSpec, error) {
 		return TargetSpec{}, fmt.Errorf("target %q: %w: write KIND/NAME with the object's name, e.g. deployment/web (tether ls lists the targets)", s, err)
 	}
 	return t, nil
+}
+
+// SelectorTarget is the target of the ready pods label selector sel picks
+// (kubectl -l syntax).
+func SelectorTarget(sel string) (TargetSpec, error) {
+	sel = strings.TrimSpace(sel)
+	if sel == "" {
+		return TargetSpec{}, fmt.Errorf("empty label selector: give one such as -l app=web")
+	}
+	if _, err := labels.Parse(sel); err != nil {
+		return TargetSpec{}, fmt.Errorf("label selector %q: %v: write it as kubectl -l takes it, e.g. app=web or app=web,tier!=db", sel, err)
+	}
+	return TargetSpec{Kind: KindSelector, Selector: sel}, nil
 }
 
 // validName checks a Kubernetes object name (RFC 1123 subdomain).

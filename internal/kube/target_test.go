@@ -75,3 +75,20 @@ func FuzzParseTarget(f *testing.F) {
 		}
 	})
 }
+
+func TestSelectorTarget(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"app=web", "pods -l app=web", ""},
+		{" app=web,tier!=db ", "pods -l app=web,tier!=db", ""},
+		{"", "", "empty label selector"},
+		{"app in (a", "", `label selector "app in (a": unable to parse`},
+	} {
+		got, err := SelectorTarget(tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("SelectorTarget(%q) error %v, want %q", tc.in, err, tc.err)
+		case tc.err == "" && (err != nil || got.String() != tc.want || got.Kind != KindSelector):
+			t.Errorf("SelectorTarget(%q) = %v %v, want %s", tc.in, got, err, tc.want)
+		}
+	}
+}
