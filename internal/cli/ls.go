@@ -44,9 +44,9 @@ func newLs(streams Streams) *cobra.Command {
 				}{k.namespace, targets})
 			}
 			tw := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TARGET\tREADY\tINFO")
+			fmt.Fprintln(tw, "TARGET\tREADY\tPODS\tINFO")
 			for _, t := range targets {
-				fmt.Fprintf(tw, "%s\t%v\t%s\n", t.Target, t.Ready, t.Info)
+				fmt.Fprintf(tw, "%s\t%v\t%d\t%s\n", t.Target, t.Ready, t.Pods, t.Info)
 			}
 			return tw.Flush()
 		},

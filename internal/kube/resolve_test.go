@@ -63,6 +63,8 @@ func fixture() *fake.Clientset {
 		pod("nightly-2-xyz", map[string]string{"job-name": "nightly-2"}, true, t0, "job"),
 		pod("nightly-1-abc", map[string]string{"job-name": "nightly-1"}, true, t0, "job"),
 		pod("not-ready", nil, false, t0, "app"),
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "counter", Namespace: "demo"}, Spec: corev1.ServiceSpec{Selector: app}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "external", Namespace: "demo"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName}},
 	)
 }
 
@@ -89,9 +91,18 @@ func TestResolve(t *testing.T) {
 		{"deployment/ip-visit-counter/container/sidecar", "", "", `(it has app, istio-proxy): fix the container in the target, e.g. deployment/ip-visit-counter/container/app`},
 		{"statefulset/redis", "", "", "choose one, e.g. statefulset/redis/container/redis"},
 		{"deployment/scaled-down", "", "", "scale it up (kubectl scale deployment/scaled-down -n demo --replicas=1)"},
+		{"service/counter", "ip-visit-counter-a", "app", ""}, // the pods it selects
+		{"service/external", "", "", "service/external has no pod selector"},
+		{"service/countr", "", "", "Did you mean service/counter?"},
+		{"-l app=redis", "", "", "several containers (redis, exporter)"},
+		{"-l app=ip-visit-counter", "ip-visit-counter-a", "app", ""},
+		{"-l app=none", "", "", `pods -l app=none in namespace demo: no pods match its selector "app=none"`},
 	}
 	for _, tt := range tests {
 		spec, err := ParseTarget(tt.target)
+		if sel, ok := strings.CutPrefix(tt.target, "-l "); ok {
+			spec, err = SelectorTarget(sel)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +169,15 @@ func TestList(t *testing.T) {
 		names = append(names, ti.Target)
 	}
 	all := strings.Join(names, " ")
-	for _, want := range []string{"deployment/ip-visit-counter", "statefulset/redis", "cronjob/nightly", "job/nightly-2",
+	for _, ti := range got {
+		if ti.Target == "service/counter" && (ti.Pods != 2 || ti.Info != "2/3 ready") {
+			t.Errorf("ls: service/counter covers %d pods (%s), want 2 (2/3 ready)", ti.Pods, ti.Info)
+		}
+		if ti.Target == "service/external" {
+			t.Errorf("ls lists service/external, which selects no pods")
+		}
+	}
+	for _, want := range []string{"deployment/ip-visit-counter", "service/counter", "statefulset/redis", "cronjob/nightly", "job/nightly-2",
 		"pod/ip-visit-counter-a/container/app", "pod/ip-visit-counter-a/container/istio-proxy", "pod/not-ready"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("ls lacks %s: %v", want, names)

@@ -18,12 +18,14 @@ import (
 )
 
 // replicasYAML is a Deployment of n ip-info pods behind a Service (port 80
-// to 8080), each with its own name in /podinfo/name (downward API), and a
+// to the container port named http, 8080), each with its own name in /podinfo/name (downward API), and a
 // preStop pause so that a pod scaled away serves until the Service has
 // dropped it, as production Deployments do: without tether, scaling down
 // fails no request.
 func replicasYAML(ns, name string, n int) string {
 	c := ipInfoContainer("app", "replicas", 8080) + `
+        ports:
+        - {name: http, containerPort: 8080}
         lifecycle:
           preStop: {sleep: {seconds: 3}}
         volumeMounts:
@@ -51,7 +53,7 @@ metadata: {name: %s, namespace: %s}
 spec:
   selector: {app: %s}
   ports:
-  - {port: 80, targetPort: 8080}
+  - {port: 80, targetPort: http}
 `, name, ns, n, name, name, c, name, ns, name)
 }
 
@@ -330,4 +332,53 @@ func readySince(p *corev1.Pod) time.Time {
 		}
 	}
 	return time.Now()
+}
+
+// TestServiceAndSelectorTargets: service/NAME covers the Service's pods,
+// and a program listening on the Service's port gets the pods' targetPort;
+// -l SELECTOR covers the pods it picks.
+func TestServiceAndSelectorTargets(t *testing.T) {
+	requireE2E(t)
+	ns := newNamespace(t, "e2e-svc-target", nil)
+	apply(t, []byte(replicasYAML(ns, "web", 2)))
+	waitDeployments(t, ns, 2*time.Minute)
+	pods := waitPodsReady(t, ns, "app=web", 2, 2*time.Minute)
+	dir := t.TempDir()
+	cfg := agentConfig(t, dir, `incoming:
+  mode: steal
+  http_filter:
+    header_filter: "^x-tether-user: me$"`)
+	for _, tc := range []struct {
+		name, listen string
+		target       []string
+		said         string
+	}{
+		{"service", "80", []string{"-t", "service/web"}, "a local listener on port 80 receives the pods' port 8080"},
+		{"selector", "8080", []string{"-l", "app=web"}, "incoming: 2 pods"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"exec", "-f", cfg, "-n", ns}, tc.target...)
+			args = append(args, "--progress", "plain", "--", os.Args[0])
+			p := startTetherEnv(t, dir, []string{localServerEnv + "=" + tc.listen}, args...)
+			p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
+			if !strings.Contains(p.Stderr(), tc.said) || !strings.Contains(p.Stderr(), "incoming: 2 pods; context: pod ") {
+				t.Errorf("tether does not say %q and \"incoming: 2 pods\":\n%s", tc.said, p.Stderr())
+			}
+			for i := range pods {
+				if a := ask(podURL(&pods[i], "/10.1.2.3"), "me"); a.err != nil || !strings.Contains(a.body, "local") {
+					t.Errorf("pod %s: a request with the header got %q %v, want the local process's answer", pods[i].Name, a.body, a.err)
+				}
+				if a := ask(podURL(&pods[i], "/10.1.2.3"), ""); a.err != nil || a.pod != pods[i].Name {
+					t.Errorf("pod %s: a request without the header got %q from %q %v, want the pod's own answer", pods[i].Name, a.body, a.pod, a.err)
+				}
+			}
+			p.stop(t)
+			noLeftovers(t, ns, 90*time.Second)
+			for i := range pods {
+				if left := netfilterLeftovers(t, containerPID(t, &pods[i], "app")); len(left) > 0 {
+					t.Errorf("left behind in pod %s: %v", pods[i].Name, left)
+				}
+			}
+		})
+	}
 }

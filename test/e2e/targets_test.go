@@ -214,6 +214,7 @@ printenv MARKER || echo "no MARKER"`
 			Targets   []struct {
 				Target string `json:"target"`
 				Ready  bool   `json:"ready"`
+				Pods   int    `json:"pods"`
 				Info   string `json:"info"`
 			} `json:"targets"`
 		}
@@ -224,10 +225,12 @@ printenv MARKER || echo "no MARKER"`
 			t.Errorf("namespace %q, want %q", got.Namespace, ns)
 		}
 		ready := map[string]bool{}
+		podsOf := map[string]int{}
 		var names []string
 		webPods := 0
 		for _, tg := range got.Targets {
 			ready[tg.Target] = tg.Ready
+			podsOf[tg.Target] = tg.Pods
 			names = append(names, tg.Target)
 			if strings.HasPrefix(tg.Target, "pod/web-") {
 				webPods++
@@ -245,6 +248,11 @@ printenv MARKER || echo "no MARKER"`
 				t.Errorf("ls does not list %s; it lists %v", want, names)
 			case !r && want != "cronjob/nightly":
 				t.Errorf("ls says %s is not ready", want)
+			}
+		}
+		for _, want := range []string{"deployment/web", "service/web", "pod/bare"} {
+			if podsOf[want] != 1 {
+				t.Errorf("ls says %s covers %d pods, want 1", want, podsOf[want])
 			}
 		}
 		if webPods != 1 {
