@@ -221,7 +221,7 @@ func (w *replicaWatch) reconcile() {
 			if w.sess != nil {
 				go w.sess.RemoveReplica(string(uid))
 			}
-			w.pw.Info("pod %s: gone; its agent is left", rp.name)
+			w.pw.Pod(rp.name, progress.PodGone, "gone; its incoming traffic is no longer the session's")
 		}
 	}
 	for uid, p := range want {
@@ -245,13 +245,13 @@ func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
 			close(rp.started)
 		}
 	}()
-	w.pw.Info("pod %s: starting its agent", rp.name)
+	w.pw.Pod(rp.name, progress.PodAgentStarting, "starting its agent")
 	backoff := time.Second
 	var said string
 	for ctx.Err() == nil {
 		err := w.ensure(ctx, rp)
 		if err == nil {
-			w.pw.Info("pod %s: agent ready", rp.name)
+			w.pw.Pod(rp.name, progress.PodAgentReady, "agent ready")
 			w.join(rp)
 			return
 		}
@@ -260,7 +260,7 @@ func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
 		}
 		if err.Error() != said {
 			// Once per reason; the other pods keep stealing meanwhile.
-			w.warn("pod %s: its agent cannot start: %v; retrying with backoff (the other pods' traffic is unaffected)", rp.name, err)
+			w.pw.Pod(rp.name, progress.PodAgentFailed, "its agent cannot start: %v; retrying with backoff (the other pods' traffic is unaffected)", err)
 			said = err.Error()
 		}
 		select {
@@ -312,7 +312,7 @@ func (w *replicaWatch) join(rp *replicaPod) {
 			rp.mu.Lock()
 			rp.joined = true
 			rp.mu.Unlock()
-			w.pw.Info("pod %s: connected", rp.name)
+			w.pw.Pod(rp.name, progress.PodConnected, "connected; its incoming traffic is the session's")
 		}
 		select {
 		case <-rp.started:
@@ -345,17 +345,6 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, stri
 	rp.mu.Unlock()
 	conn, err = kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
 	return conn, ag.Token, err
-}
-
-func (w *replicaWatch) warn(format string, args ...any) {
-	w.mu.Lock()
-	sess := w.sess
-	w.mu.Unlock()
-	if sess != nil {
-		sess.Warnf(format, args...)
-		return
-	}
-	w.pw.Info("warning: "+format, args...)
 }
 
 // watch follows the workload's pods until ctx ends: every change is

@@ -65,6 +65,8 @@ type Step struct {
 type event struct {
 	Type   string `json:"type"`
 	Step   string `json:"step,omitempty"`
+	Pod    string `json:"pod,omitempty"`
+	Event  string `json:"event,omitempty"`
 	Detail string `json:"detail,omitempty"`
 	Error  string `json:"error,omitempty"`
 	MS     int64  `json:"ms,omitempty"`
@@ -195,6 +197,30 @@ func (p *Writer) Info(format string, args ...any) {
 		for _, l := range strings.Split(msg, "\n") {
 			fmt.Fprintf(p.w, "tether: %s\n", l)
 		}
+	}
+}
+
+// Pod events of a session on several pods (a workload's replicas).
+const (
+	PodAgentStarting = "agent-starting"
+	PodAgentReady    = "agent-ready"
+	PodAgentFailed   = "agent-failed"
+	PodConnected     = "connected"
+	PodGone          = "gone"
+)
+
+// Pod reports an event of one pod's agent (PodAgentReady...), with what
+// happened for the user; in JSON as {"type":"pod","pod":...,"event":...}.
+func (p *Writer) Pod(pod, ev, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.mode {
+	case ModeJSON:
+		p.emit(event{Type: "pod", Pod: pod, Event: ev, Detail: msg})
+	case ModeOff:
+	default:
+		fmt.Fprintf(p.w, "tether: pod %s: %s\n", pod, msg)
 	}
 }
 

@@ -76,3 +76,26 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(b []byte) (int, error) { return s.mu.Write(b) }
 func (s *syncBuf) String() string              { return s.mu.String() }
+
+func TestPod(t *testing.T) {
+	var b bytes.Buffer
+	p := New(&b, ModeJSON, false)
+	p.Pod("web-2", PodAgentReady, "agent ready in %s", "1s")
+	var e map[string]string
+	if err := json.Unmarshal(b.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e["type"] != "pod" || e["pod"] != "web-2" || e["event"] != "agent-ready" || e["detail"] != "agent ready in 1s" {
+		t.Errorf("JSON pod event %v", e)
+	}
+	b.Reset()
+	New(&b, ModePlain, false).Pod("web-2", PodGone, "gone")
+	if b.String() != "tether: pod web-2: gone\n" {
+		t.Errorf("plain pod event %q", b.String())
+	}
+	b.Reset()
+	New(&b, ModeOff, false).Pod("web-2", PodGone, "gone")
+	if b.Len() != 0 {
+		t.Errorf("off: %q", b.String())
+	}
+}
