@@ -304,7 +304,12 @@ func printSummary(pw *progress.Writer, sess *session.Session, att *attachment, c
 	pw.Info("session %s · %s · target pid %d (%s)", sess.ID(), where, t.PID, t.Hostname)
 	if att != nil && att.replicas != nil {
 		r, _ := att.current()
-		pw.Info("incoming: %d pods; context: pod %s", att.replicas.count(), r.Pod.Name)
+		n := att.replicas.count()
+		pods := "pods"
+		if n == 1 {
+			pods = "pod"
+		}
+		pw.Info("incoming: %d %s; context: pod %s", n, pods, r.Pod.Name)
 	}
 	pw.Info("config %s · env %s · fs %s · dns %s · outgoing tcp %s udp %s · incoming %s",
 		src, onOff(cfg.EnvEnabled()), cfg.FSMode(), onOff(cfg.DNSEnabled()), onOff(cfg.OutgoingTCP()), onOff(cfg.OutgoingUDP()), incoming)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,8 +48,9 @@ type replicaPod struct {
 	uid    types.UID
 	cancel context.CancelFunc
 	// started is closed once the first attempt to start its agent and
-	// connect the session to it has ended, either way.
-	started chan struct{}
+	// connect the session to it has ended, either way (markStarted).
+	started     chan struct{}
+	startedOnce sync.Once
 
 	mu       sync.Mutex
 	resolved *kube.Resolved
@@ -56,6 +58,8 @@ type replicaPod struct {
 	created  bool // some attempt created its agent
 	joined   bool // the session has connected to its agent
 }
+
+func (rp *replicaPod) markStarted() { rp.startedOnce.Do(func() { close(rp.started) }) }
 
 // Replica agent retries back off up to replicaRetryMax.
 const replicaRetryMax = 30 * time.Second
@@ -148,6 +152,9 @@ func (w *replicaWatch) stop(abort bool) {
 	pods := w.pods
 	w.pods = map[types.UID]*replicaPod{}
 	w.mu.Unlock()
+	for _, rp := range pods {
+		rp.cancel() // no more retries
+	}
 	if !abort {
 		return
 	}
@@ -238,11 +245,10 @@ func (w *replicaWatch) reconcile() {
 // run starts rp's agent, retrying with backoff until it runs or rp is
 // dropped, and then joins rp to the session.
 func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
+	joined := false
 	defer func() {
-		select {
-		case <-rp.started:
-		default:
-			close(rp.started)
+		if !joined {
+			rp.markStarted() // dropped before its agent ran
 		}
 	}()
 	w.pw.Pod(rp.name, progress.PodAgentStarting, "starting its agent")
@@ -252,7 +258,8 @@ func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
 		err := w.ensure(ctx, rp)
 		if err == nil {
 			w.pw.Pod(rp.name, progress.PodAgentReady, "agent ready")
-			w.join(rp)
+			joined = true
+			w.join(rp) // it marks rp started once connected
 			return
 		}
 		if ctx.Err() != nil {
@@ -263,11 +270,7 @@ func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
 			w.pw.Pod(rp.name, progress.PodAgentFailed, "its agent cannot start: %v; retrying with backoff (the other pods' traffic is unaffected)", err)
 			said = err.Error()
 		}
-		select {
-		case <-rp.started:
-		default:
-			close(rp.started)
-		}
+		rp.markStarted() // the first attempt failed: start-up waits no longer
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -303,10 +306,16 @@ func (w *replicaWatch) join(rp *replicaPod) {
 	sess := w.sess
 	current := w.pods[rp.uid] == rp
 	w.mu.Unlock()
-	if sess == nil || !current {
+	if !current {
+		rp.markStarted()
+		return
+	}
+	if sess == nil {
 		return // attach joins it
 	}
-	ready := sess.AddReplica(string(rp.uid), rp.name, func(ctx context.Context) (net.Conn, string, error) { return w.dial(ctx, rp) })
+	ready := sess.AddReplica(string(rp.uid), rp.name,
+		func(ctx context.Context) (net.Conn, string, error) { return w.dial(ctx, rp) },
+		func(ctx context.Context) error { return w.going(ctx, rp) })
 	go func() {
 		if err := <-ready; err == nil {
 			rp.mu.Lock()
@@ -314,11 +323,7 @@ func (w *replicaWatch) join(rp *replicaPod) {
 			rp.mu.Unlock()
 			w.pw.Pod(rp.name, progress.PodConnected, "connected; its incoming traffic is the session's")
 		}
-		select {
-		case <-rp.started:
-		default:
-			close(rp.started)
-		}
+		rp.markStarted()
 	}()
 }
 
@@ -334,6 +339,9 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, stri
 	if err == nil {
 		return conn, ag.Token, nil
 	}
+	if gerr := w.going(ctx, rp); gerr != nil {
+		return nil, "", fmt.Errorf("%w (%v)", gerr, err)
+	}
 	if alive, _ := w.att.agentServes(ctx, ag); alive {
 		return nil, "", err
 	}
@@ -345,6 +353,16 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, stri
 	rp.mu.Unlock()
 	conn, err = kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
 	return conn, ag.Token, err
+}
+
+// going returns session.ErrReplicaGone when rp's pod is deleted, being
+// deleted or replaced: its agent ends with it, and the watch drops it.
+func (w *replicaWatch) going(ctx context.Context, rp *replicaPod) error {
+	p, err := w.att.k.client.CoreV1().Pods(w.ns).Get(ctx, rp.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && (p.UID != rp.uid || p.DeletionTimestamp != nil)) {
+		return session.ErrReplicaGone
+	}
+	return nil
 }
 
 // watch follows the workload's pods until ctx ends: every change is

@@ -23,6 +23,9 @@ type replica struct {
 	key  string // the pod's UID
 	name string // the pod's name, for messages
 	dial func(ctx context.Context) (net.Conn, string, error)
+	// gone, if set, tells after a failed connect whether the pod is going
+	// away (it returns ErrReplicaGone): then nothing is said.
+	gone func(ctx context.Context) error
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -34,6 +37,10 @@ type replica struct {
 	ports map[uint16]bool
 }
 
+// ErrReplicaGone is what a replica's dial returns when its pod is going
+// away: the replica then waits, silently, to be removed.
+var ErrReplicaGone = errors.New("the pod is going away")
+
 // Replica timing: reconnects back off up to replicaMaxBackoff; a replica
 // subscription waits at most replicaCallTimeout.
 const (
@@ -43,10 +50,12 @@ const (
 
 // AddReplica starts receiving the incoming traffic of another pod (key:
 // its UID; name: for messages) through the agent dial reaches, with the
-// subscriptions the program has made and will make. ready is closed once
-// the first connection is made or has failed (its error is said once
-// and the replica keeps retrying). Adding a key twice does nothing.
-func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, string, error)) (ready <-chan error) {
+// subscriptions the program has made and will make. ready gets the first
+// connection's outcome (a failure is said once and the replica keeps
+// retrying). gone, if not nil, is asked after a failed connection whether
+// the pod is going away (ErrReplicaGone): then the failure is not said.
+// Adding a key twice does nothing.
+func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, string, error), gone func(ctx context.Context) error) (ready <-chan error) {
 	done := make(chan error, 1)
 	s.replMu.Lock()
 	defer s.replMu.Unlock()
@@ -54,7 +63,7 @@ func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (n
 		done <- nil
 		return done
 	}
-	r := &replica{s: s, key: key, name: name, dial: dial, stop: make(chan struct{}), stopped: make(chan struct{}), ports: map[uint16]bool{}}
+	r := &replica{s: s, key: key, name: name, dial: dial, gone: gone, stop: make(chan struct{}), stopped: make(chan struct{}), ports: map[uint16]bool{}}
 	s.replicas[key] = r
 	go r.run(done)
 	return done
@@ -124,7 +133,7 @@ func (r *replica) run(ready chan<- error) {
 	defer close(r.stopped)
 	backoff := 200 * time.Millisecond
 	var said string
-	first := true
+	first, lost := true, false
 	for {
 		mux, err := r.connect()
 		if first {
@@ -132,11 +141,14 @@ func (r *replica) run(ready chan<- error) {
 			first = false
 		}
 		if err == nil {
-			if said != "" {
+			switch {
+			case said != "":
 				// As visible as the failure was.
 				r.s.message("", "pod %s: its incoming traffic reaches the program again", r.name)
+			case lost:
+				r.s.warn("pod %s: the connection to its agent dropped and was restored (its connections in flight were reset)", r.name)
 			}
-			said, backoff = "", 200*time.Millisecond
+			said, lost, backoff = "", false, 200*time.Millisecond
 			select {
 			case <-mux.Done():
 			case <-r.stop:
@@ -145,14 +157,19 @@ func (r *replica) run(ready chan<- error) {
 			if r.stopping() {
 				return
 			}
-			r.s.warn("pod %s: the connection to its agent was lost; reconnecting (its connections in flight were reset)", r.name)
+			lost = true // said once reconnected, or with the reason it cannot
 			continue
 		}
 		if r.stopping() {
 			return
 		}
-		if err.Error() != said {
+		if errors.Is(err, ErrReplicaGone) {
+			err = nil // its pod goes: nothing to tell, it is removed soon
+		} else if err.Error() != said {
 			// Once per reason: the others keep going meanwhile.
+			if lost && said == "" {
+				r.s.warn("pod %s: the connection to its agent was lost (its connections in flight were reset)", r.name)
+			}
 			r.s.warn("pod %s: %v; retrying with backoff (the other pods' traffic is unaffected)", r.name, err)
 			said = err.Error()
 		}
@@ -175,8 +192,21 @@ func (r *replica) stopping() bool {
 }
 
 // connect dials the agent, resumes (or starts) the replica's session on
-// it and makes the program's subscriptions there.
+// it and makes the program's subscriptions there. When that fails because
+// the pod goes, the error is ErrReplicaGone.
 func (r *replica) connect() (protocol.Mux, error) {
+	mux, err := r.connectOnce()
+	if err != nil && r.gone != nil && !errors.Is(err, ErrReplicaGone) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if gerr := r.gone(ctx); errors.Is(gerr, ErrReplicaGone) {
+			return nil, fmt.Errorf("%w: %v", gerr, err)
+		}
+	}
+	return mux, err
+}
+
+func (r *replica) connectOnce() (protocol.Mux, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,7 @@ func addrOf(s string) *atomic.Pointer[string] {
 // listener while the rest reach its own app; removing it ends them there.
 func TestReplicaSubscribes(t *testing.T) {
 	_, other, s, _ := replicaRig(t)
-	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr))); err != nil {
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr)), nil); err != nil {
 		t.Fatal(err)
 	}
 	c := other.client(t)
@@ -96,22 +97,29 @@ func TestReplicaBeforeListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr))); err != nil {
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr)), nil); err != nil {
 		t.Fatal(err)
 	}
 	local, _ := whoServer(t, "local")
 	if err := s.Listening(context.Background(), local, main.app.Port()); err != nil {
 		t.Fatal(err)
 	}
+	var clients []*http.Client
 	for _, r := range []*incomingRig{main, other} {
-		if got := get(t, r.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
+		c := r.client(t)
+		clients = append(clients, c)
+		if got := get(t, c, "/a", "me"); !strings.Contains(got, "who=local") {
 			t.Errorf("a matching request: %q, want the local listener's answer", got)
 		}
 	}
 	s.Close()
 	for i, r := range []*incomingRig{main, other} {
-		if ports := r.redir.Ports(); len(ports) != 0 {
-			t.Errorf("agent %d still redirects %v after the session closed", i, ports)
+		clients[i].CloseIdleConnections()
+		for deadline := time.Now().Add(5 * time.Second); len(r.redir.Ports()) != 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("agent %d still redirects %v 5s after the session closed", i, r.redir.Ports())
+				break
+			}
 		}
 	}
 }
@@ -127,7 +135,7 @@ func TestReplicaUnreachable(t *testing.T) {
 	}
 	addr := addrOf(ln.Addr().String())
 	ln.Close() // nothing listens there: connection refused
-	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr)); err == nil {
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr), nil); err == nil {
 		t.Fatal("AddReplica to a closed port: no error")
 	}
 	if got := get(t, main.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
@@ -152,7 +160,7 @@ func TestReplicaUnreachable(t *testing.T) {
 func TestReplicaAgentRestart(t *testing.T) {
 	_, other, s, msgs := replicaRig(t)
 	addr := addrOf(other.agentAdr)
-	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr)); err != nil {
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addr), nil); err != nil {
 		t.Fatal(err)
 	}
 	na := other.restartAgent(t)

@@ -192,6 +192,8 @@ func TestReplicas(t *testing.T) {
 		mine := startLoadUser(t, url, "me", "local")
 		others := startLoad(t, url, remote)
 		time.Sleep(time.Second)
+		mine.setPhase("during")
+		others.setPhase("during")
 		scale(t, 2)
 		deadline := time.Now().Add(2 * time.Minute)
 		for n := -1; n != 2; time.Sleep(200 * time.Millisecond) {
@@ -284,6 +286,13 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("leftovers", func(t *testing.T) {
 		p.stop(t)
+		var warned []string
+		for _, l := range lines(p.Stderr()) {
+			if strings.Contains(l, "warning: ") || strings.Contains(l, "error: ") {
+				warned = append(warned, l)
+			}
+		}
+		t.Logf("tether's warnings over the scaling and the rollout: %d\n%s", len(warned), strings.Join(warned, "\n"))
 		final := waitPodsReady(t, ns, "app=web", 2, time.Minute)
 		left := leftovers(t, ns, 90*time.Second)
 		for i := range final {
