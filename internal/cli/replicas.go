@@ -51,6 +51,7 @@ type replicaPod struct {
 	// connect the session to it has ended, either way (markStarted).
 	started     chan struct{}
 	startedOnce sync.Once
+	done        chan struct{} // closed when its run ends
 
 	mu       sync.Mutex
 	resolved *kube.Resolved
@@ -161,7 +162,7 @@ func (w *replicaWatch) stop(abort bool) {
 	var wg sync.WaitGroup
 	for _, rp := range pods {
 		wg.Go(func() {
-			<-rp.started
+			<-rp.done // no agent is being created any more
 			rp.mu.Lock()
 			ag, created := rp.agent, rp.created
 			rp.mu.Unlock()
@@ -236,7 +237,7 @@ func (w *replicaWatch) reconcile() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		rp := &replicaPod{name: p.Name, uid: uid, cancel: cancel, started: make(chan struct{})}
+		rp := &replicaPod{name: p.Name, uid: uid, cancel: cancel, started: make(chan struct{}), done: make(chan struct{})}
 		w.pods[uid] = rp
 		go w.run(ctx, rp)
 	}
@@ -245,6 +246,7 @@ func (w *replicaWatch) reconcile() {
 // run starts rp's agent, retrying with backoff until it runs or rp is
 // dropped, and then joins rp to the session.
 func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
+	defer close(rp.done)
 	joined := false
 	defer func() {
 		if !joined {

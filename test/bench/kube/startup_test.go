@@ -20,7 +20,6 @@ func TestStartup(t *testing.T) {
 	kexec := []string{kubectl, "-n", ns, "exec", c.ServerPod, "-c", "app", "--", "true"}
 	coldCmd := tetherExec(cold, "off", "true")
 	warmCmd := tetherExec(warm, "off", "true")
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 	var base, coldT, warmT []float64
 	for range coldRuns {

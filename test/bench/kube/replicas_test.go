@@ -1,0 +1,145 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/tether-dev/tether/test/bench/report"
+)
+
+// TestStartupReplicas: start-up on a 3-replica Deployment, whose every pod
+// gets an agent and the session's connection (docs/replicas.md), against
+// the 1-replica deployment/benchsrv in the same run, warm and cold, runs
+// interleaved; with the CPU time of tether exec, so that a shorter wall
+// time cannot come from work moved elsewhere unseen.
+func TestStartupReplicas(t *testing.T) {
+	benchEnabled(t)
+	benchCluster(t)
+	createReplicas(t, "benchrep", 3)
+	const coldRuns, warmRuns = 5, 15
+	cold := writeConfig(t, "replicas-cold", "30s", "")
+	warm := writeConfig(t, "replicas-warm", "2s", "")
+	one := func(cfg string) []string { return tetherExec(cfg, "off", "true") }
+	three := func(cfg string) []string {
+		return append([]string{tetherBin, "exec", "-f", cfg, "-n", ns, "-t", "deployment/benchrep", "--progress", "off", "--"}, "true")
+	}
+	type series struct{ wall, cpu []float64 }
+	var cold1, cold3, warm1, warm3 series
+	measure := func(s *series, argv []string) {
+		wall, cpu := runCPU(t, 3*time.Minute, argv)
+		s.wall = append(s.wall, ms(wall))
+		s.cpu = append(s.cpu, ms(cpu))
+	}
+	for range coldRuns {
+		deleteAgents(t)
+		measure(&cold1, one(cold))
+		deleteAgents(t)
+		measure(&cold3, three(cold))
+	}
+	deleteAgents(t)
+	h1 := holdAgent(t, warm)
+	h3 := start(t, binDir, tetherBin, "exec", "-f", warm, "-n", ns, "-t", "deployment/benchrep", "--progress", "plain", "--", "sleep", "3600")
+	h3.wait(t, "incoming: 3 pods", 3*time.Minute)
+	for range warmRuns {
+		measure(&warm1, one(warm))
+		measure(&warm3, three(warm))
+	}
+	h1.stop(t)
+	h3.stop(t)
+
+	row := func(name string, base, rep []float64, unit string, target *report.Target, summary bool) report.Row {
+		return report.Row{
+			Name: name, Stat: "median", Unit: unit,
+			Baseline: report.Runs("1 replica (deployment/benchsrv)", cmdline(one(warm)), base),
+			Tether:   report.Runs("3 replicas (deployment/benchrep)", cmdline(three(warm)), rep),
+			Target:   target, Summary: summary,
+		}
+	}
+	limit := &report.Target{Of: "ratio", Op: "<=", Limit: 1.5}
+	writeResults(t, report.File{
+		Name:  "startup-replicas",
+		Title: "start-up on a 3-replica Deployment (an agent and a connection per pod) vs a 1-replica one",
+		Notes: []string{
+			"wall time of tether exec -- true, ms, and its CPU time (user+system, its own and its children's), ms;",
+			"warm: other sessions keep every agent running; cold: before each run every agent Job is deleted and gone, the run creates one per pod;",
+			"the 1- and 3-replica runs alternate, so both see the same cluster",
+		},
+		Rows: []report.Row{
+			row("warm start, 3 replicas vs 1", warm1.wall, warm3.wall, "ms", limit, true),
+			row("cold start, 3 replicas vs 1", cold1.wall, cold3.wall, "ms", limit, true),
+			row("tether exec CPU, warm", warm1.cpu, warm3.cpu, "ms", nil, false),
+			row("tether exec CPU, cold", cold1.cpu, cold3.cpu, "ms", nil, false),
+		},
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// runCPU runs argv and returns its wall time and CPU time.
+func runCPU(t *testing.T, timeout time.Duration, argv []string) (wall, cpu time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(cmd.Environ(), kubeEnv()...)
+	startT := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall = time.Since(startT)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmdline(argv), err, out)
+	}
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// createReplicas makes deployment NAME of n benchserver pods and waits
+// until all are ready.
+func createReplicas(t *testing.T, name string, n int32) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(n),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers: []corev1.Container{{
+						Name: "app", Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"-listen", ":8080", "-who", "pod"},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	deps := client.AppsV1().Deployments(ns)
+	if _, err := deps.Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating deployment %s: %v", name, err)
+	}
+	t.Cleanup(func() { deps.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	if err := waitFor(2*time.Minute, func() error {
+		d, err := deps.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas != n {
+			return fmt.Errorf("deployment %s: %d of %d pods ready", name, d.Status.ReadyReplicas, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
