@@ -36,34 +36,40 @@ type Nftables struct {
 	ports          map[uint16]uint16
 	made, owned    bool
 	transparentErr error
-	lastFd         int // see holdLast; 0 when none
+	inFlight       [2]int // the socket pair holding the owner socket (holdLast)
 }
 
-// holdLast keeps the table's owner socket open on the highest descriptor
-// the process may have. When the agent dies (SIGKILL, OOM), the kernel
-// closes its descriptors in ascending order: its connections first, while
-// the table's address translation still applies to their last packets
-// (their clients see them end), and the table last. Were the table gone
-// first, those packets would leave untranslated, from the agent's own
-// port, and the clients would wait for an answer that never comes.
+// holdLast makes the table's owner socket the last file the kernel
+// releases when the agent dies (SIGKILL, OOM): then its connections' last
+// packets (the FIN or reset of each) still get the table's address
+// translation, and their clients see them end. Were the table gone first,
+// those packets would leave untranslated, from the agent's own port, and
+// the clients would wait for an answer that never comes. At exit the
+// kernel releases a process's files in descending order of descriptor, so
+// no descriptor number is safe (a connection can always get a lower one).
+// Instead the socket is also kept in flight: sent over a socket pair of
+// the agent's own and never received. That reference goes only when the
+// pair is released, after which the socket's release comes in a later
+// round than every file the process had open.
 func (n *Nftables) holdLast() {
-	// The descriptor table grows to the highest descriptor (8 bytes each,
-	// charged to the agent's memory): not beyond lastFdMax, above which an
-	// agent with that many connections loses the guarantee for the rest.
-	const lastFdMax = 1<<14 - 1
-	var lim unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil || lim.Cur < 64 {
-		return
-	}
 	rc, err := n.nl.SyscallConn()
 	if err != nil {
 		return
 	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	var serr error
 	rc.Control(func(fd uintptr) {
-		if nfd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, int(min(lim.Cur-1, lastFdMax))); err == nil {
-			n.lastFd = nfd
-		}
+		serr = unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(int(fd)), nil, 0)
 	})
+	if serr != nil {
+		unix.Close(pair[0])
+		unix.Close(pair[1])
+		return
+	}
+	n.inFlight = pair
 }
 
 // NewNftables prepares a redirector for the network namespace at nsPath
@@ -179,9 +185,10 @@ func (n *Nftables) Close() error {
 		defer func() {
 			n.c.CloseLasting()
 			n.c, n.nl = nil, nil
-			if n.lastFd > 0 {
-				unix.Close(n.lastFd)
-				n.lastFd = 0
+			if n.inFlight != [2]int{} {
+				unix.Close(n.inFlight[0])
+				unix.Close(n.inFlight[1])
+				n.inFlight = [2]int{}
 			}
 		}()
 	}

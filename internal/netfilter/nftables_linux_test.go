@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -329,5 +330,90 @@ func TestTableDiesWithOwner(t *testing.T) {
 			t.Fatalf("table %s outlived its SIGKILLed owner:\n%s", table, listTables(t, ns))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOwnerReleasedLast: when the agent is SIGKILLed while it holds
+// redirected connections, each client sees its connection end (a FIN or a
+// reset, translated back by the table), none waits forever: the kernel
+// releases the table's owner socket after the connections' sockets.
+func TestOwnerReleasedLast(t *testing.T) {
+	const clients = 20
+	if ns := os.Getenv("TETHER_NFT_LAST_NS"); ns != "" {
+		// The child: an agent holding redirected connections.
+		var ln *net.TCPListener
+		err := netns.Do(ns, unix.CLONE_NEWNET, func() (err error) {
+			ln, err = net.ListenTCP("tcp4", &net.TCPAddr{})
+			return err
+		})
+		var r *Nftables
+		if err == nil {
+			r, err = NewNftables(ns, os.Getenv("TETHER_NFT_LAST_TABLE"))
+		}
+		if err == nil {
+			err = r.Redirect(8080, uint16(ln.Addr().(*net.TCPAddr).Port))
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		var held []net.Conn
+		for range clients {
+			c, err := ln.Accept()
+			if err != nil {
+				fmt.Println("error:", err)
+				os.Exit(1)
+			}
+			held = append(held, c)
+		}
+		fmt.Println("held!")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	ns := newNetNS(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerReleasedLast$")
+	cmd.Env = append(os.Environ(), "TETHER_NFT_LAST_NS="+ns, "TETHER_NFT_LAST_TABLE="+TableName(os.Getpid(), 3))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("child: %q %v", buf, err)
+	}
+	var conns []net.Conn
+	for range clients {
+		netns.Do(ns, unix.CLONE_NEWNET, func() error {
+			c, err := net.DialTimeout("tcp4", "127.0.0.1:8080", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			return nil
+		})
+	}
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "held!\n" {
+		t.Fatalf("child: %q %v", buf, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	hung := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			hung++
+		}
+		c.Close()
+	}
+	if hung > 0 {
+		t.Errorf("%d of %d connections held by the SIGKILLed agent never ended for their clients (their last packets left untranslated)", hung, clients)
 	}
 }

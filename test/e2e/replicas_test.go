@@ -360,18 +360,23 @@ func TestServiceAndSelectorTargets(t *testing.T) {
 	for _, tc := range []struct {
 		name, listen string
 		target       []string
-		said         string
+		progress     string
+		said         []string
 	}{
-		{"service", "80", []string{"-t", "service/web"}, "a local listener on port 80 receives the pods' port 8080"},
-		{"selector", "8080", []string{"-l", "app=web"}, "incoming: 2 pods"},
+		{"service", "80", []string{"-t", "service/web"}, "plain", []string{"a local listener on port 80 receives the pods' port 8080"}},
+		// With --progress json, the other pod's agent events too (the
+		// context pod's agent is the start-up's own step).
+		{"selector", "8080", []string{"-l", "app=web"}, "json", []string{`"type":"pod","pod":"web-`, `"event":"agent-ready"`, `"event":"connected"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"exec", "-f", cfg, "-n", ns}, tc.target...)
-			args = append(args, "--progress", "plain", "--", os.Args[0])
+			args = append(args, "--progress", tc.progress, "--", os.Args[0])
 			p := startTetherEnv(t, dir, []string{localServerEnv + "=" + tc.listen}, args...)
 			p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
-			if !strings.Contains(p.Stderr(), tc.said) || !strings.Contains(p.Stderr(), "incoming: 2 pods; context: pod ") {
-				t.Errorf("tether does not say %q and \"incoming: 2 pods\":\n%s", tc.said, p.Stderr())
+			for _, want := range append(tc.said, "incoming: 2 pods; context: pod ") {
+				if !strings.Contains(p.Stderr(), want) {
+					t.Errorf("tether does not say %q:\n%s", want, p.Stderr())
+				}
 			}
 			for i := range pods {
 				if a := ask(podURL(&pods[i], "/10.1.2.3"), "me"); a.err != nil || !strings.Contains(a.body, "local") {

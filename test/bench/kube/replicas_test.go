@@ -34,6 +34,13 @@ func TestStartupReplicas(t *testing.T) {
 	}
 	type series struct{ wall, cpu []float64 }
 	var cold1, cold3, warm1, warm3 series
+	// What the node itself takes to start 3 pods at once rather than 1,
+	// without tether: the floor under the cold ratio on a single node.
+	var pods1, pods3 []float64
+	for range coldRuns {
+		pods1 = append(pods1, ms(startPods(t, 1)))
+		pods3 = append(pods3, ms(startPods(t, 3)))
+	}
 	measure := func(s *series, argv []string) {
 		wall, cpu := runCPU(t, 3*time.Minute, argv)
 		s.wall = append(s.wall, ms(wall))
@@ -76,10 +83,82 @@ func TestStartupReplicas(t *testing.T) {
 		Rows: []report.Row{
 			row("warm start, 3 replicas vs 1", warm1.wall, warm3.wall, "ms", limit, true),
 			row("cold start, 3 replicas vs 1", cold1.wall, cold3.wall, "ms", limit, true),
+			{
+				Name: "the node alone: 3 pods started at once vs 1 (no tether)", Stat: "median", Unit: "ms",
+				Baseline: report.Runs("1 pod created, until its container runs", "client-go: create pod, poll until running", pods1),
+				Tether:   report.Runs("3 pods created at once, until all run", "client-go: create 3 pods, poll until all run", pods3),
+				Note:     "a cold session on 3 replicas starts 3 agent pods; here they share one 2-core node",
+			},
 			row("tether exec CPU, warm", warm1.cpu, warm3.cpu, "ms", nil, false),
 			row("tether exec CPU, cold", cold1.cpu, cold3.cpu, "ms", nil, false),
 		},
 	})
+}
+
+// startPods creates n pods of the bench image at once and returns how long
+// until all their containers run; it deletes them again.
+func startPods(t *testing.T, n int) time.Duration {
+	t.Helper()
+	pods := client.CoreV1().Pods(ns)
+	names := make([]string, n)
+	start := time.Now()
+	errs := make(chan error, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("podstart-%d", i)
+		go func() {
+			_, err := pods.Create(context.Background(), &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: names[i], Labels: map[string]string{"app": "podstart"}},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Containers: []corev1.Container{{Name: "app", Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"-listen", ":8080", "-who", "x"}}},
+				},
+			}, metav1.CreateOptions{})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("creating a pod: %v", err)
+		}
+	}
+	var took time.Duration
+	err := func() error {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			running := 0
+			list, err := pods.List(context.Background(), metav1.ListOptions{LabelSelector: "app=podstart"})
+			if err != nil {
+				return err
+			}
+			for _, p := range list.Items {
+				if len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil {
+					running++
+				}
+			}
+			if running == n {
+				took = time.Since(start)
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d of %d pods running after 2 minutes", running, n)
+			}
+		}
+	}()
+	for _, name := range names {
+		pods.Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	}
+	if werr := waitFor(2*time.Minute, func() error {
+		list, err := pods.List(context.Background(), metav1.ListOptions{LabelSelector: "app=podstart"})
+		if err == nil && len(list.Items) > 0 {
+			err = fmt.Errorf("%d pods left", len(list.Items))
+		}
+		return err
+	}); err == nil {
+		err = werr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return took
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
