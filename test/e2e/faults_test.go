@@ -298,9 +298,11 @@ func TestFaults(t *testing.T) {
 	// and subscribed again and filtered requests are answered locally
 	// again. It returns the load, the session, the pod before the fault
 	// and how long the recovery took.
+	var current *load // the load of the fault under way, for agentDied
 	underFault := func(t *testing.T, victim func(*testing.T) *corev1.Pod, fault func(old *corev1.Pod), said func(old *corev1.Pod) string) (*load, *tetherProc, *corev1.Pod, time.Duration) {
 		p := start(t, cfg)
 		l := startLoad(t, url, remote)
+		current = l
 		time.Sleep(2 * time.Second)
 		followLogs(t, ns, agentPod(t).Name)
 		old := victim(t)
@@ -318,7 +320,11 @@ func TestFaults(t *testing.T) {
 	resubscribed := func(*corev1.Pod) string { return "subscribing the program's ports again" }
 
 	t.Run("agent_sigkill", func(t *testing.T) {
-		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) { killContainer(t, old, "agent") }, resubscribed)
+		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) {
+			killContainer(t, old, "agent")
+			// The requests it carried at that instant die with it.
+			current.agentDied(time.Now())
+		}, resubscribed)
 		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), steady)
 	})
 
@@ -496,7 +502,7 @@ func TestFaults(t *testing.T) {
 func faultTable(rows []faultRow) string {
 	var b strings.Builder
 	b.WriteString("\nfault table (failures: phase kind count; phases before/during/after the fault):\n")
-	b.WriteString("| fault | sent | failed | of them in flight at the app's death | baseline | baseline failed | hung | session | leftovers |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | sent | failed | of them in flight at the app's or the agent's death | baseline | baseline failed | hung | session | leftovers |\n|---|---|---|---|---|---|---|---|---|\n")
 	failures := func(r loadResult) string {
 		var parts []string
 		for _, p := range r.phases {

@@ -32,6 +32,12 @@ func TestExceeding(t *testing.T) {
 		return loadResult{phases: []string{"during"}, counts: map[string]*phaseCount{"during": pc}}
 	}
 	death := phase("ok@0", "reset@10", "refused@20", "refused@40", "ok@60")
+	// killed is a phase whose agent the test killed at 15 ms.
+	killed := func(events ...string) loadResult {
+		r := phase(events...)
+		r.counts["during"].agentDeath = at(15)
+		return r
+	}
 	for _, tc := range []struct {
 		name      string
 		res, base loadResult
@@ -53,6 +59,10 @@ func TestExceeding(t *testing.T) {
 		{"hung after the app is back", phase("refused@20", "ok@30", "hung@40"), death, "1 hung"},
 		{"hung before the app is gone", phase("hung@10", "refused@20", "ok@30"), death, "1 hung"},
 		{"a wrong answer", phase("wrong@10"), phase("wrong@10"), "1 wrong"},
+		{"resets in flight at the agent's death", killed("reset@10", "eof@12", "ok@20"), phase("ok@0"), ""},
+		{"a reset after the agent's death", killed("reset@10", "reset@20"), phase("ok@0"), "1 reset"},
+		{"more in flight at the agent's death than clients", killed("reset@5", "reset@10", "eof@12"), phase("ok@0"), "more than the 2 clients"},
+		{"hung at the agent's death", killed("hung@10"), phase("ok@0"), "1 hung"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := strings.Join(tc.res.exceeding(tc.base), "; ")

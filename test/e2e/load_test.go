@@ -46,6 +46,9 @@ func kindOf(err error) string {
 	return kindOther
 }
 
+// clients is the number of load clients: each has one request at a time.
+const clients = 2
+
 // load sends unmatched requests (no filter header) to a URL the whole
 // time from two clients, a new connection each, and counts every outcome
 // per phase (see setPhase) and failure kind.
@@ -60,6 +63,8 @@ type load struct {
 	stop      chan struct{}
 	stopOnce  sync.Once
 	done      sync.WaitGroup
+	// agentDeath is when the test SIGKILLed the agent (zero: it did not).
+	agentDeath time.Time
 }
 
 // phaseCount is what happened to the requests sent in one phase.
@@ -72,6 +77,7 @@ type phaseCount struct {
 	first, last map[string]time.Duration
 	fails       []failure
 	oks         []time.Time // when each answered request was sent
+	agentDeath  time.Time   // see load.agentDied
 }
 
 // failure is one failed request: its kind and when it was sent.
@@ -93,16 +99,27 @@ func (p *phaseCount) gone() time.Time {
 }
 
 // atDeath counts the resets and EOFs of requests sent before the app was
-// found gone: in flight when it died, they fail with or without tether.
+// found gone: in flight when it died, they fail with or without tether;
+// and those of requests sent before the agent was killed (agentDied),
+// which died with the process that carried them.
 func (p *phaseCount) atDeath() int64 {
-	g := p.gone()
 	var n int64
 	for _, f := range p.fails {
-		if (f.kind == kindReset || f.kind == kindEOF) && !g.IsZero() && f.sent.Before(g) {
+		if p.inFlightAtDeath(f) {
 			n++
 		}
 	}
 	return n
+}
+
+// inFlightAtDeath reports whether failure f is a reset or EOF of a request
+// sent before the app was found gone or before the agent was killed.
+func (p *phaseCount) inFlightAtDeath(f failure) bool {
+	if f.kind != kindReset && f.kind != kindEOF {
+		return false
+	}
+	g := p.gone()
+	return (!g.IsZero() && f.sent.Before(g)) || (!p.agentDeath.IsZero() && f.sent.Before(p.agentDeath))
 }
 
 // downtime is the app's own downtime in the phase: from the first request
@@ -140,7 +157,6 @@ func (p *phaseCount) hungInDowntime() int64 {
 // afterDeath is the count of kind in the phase, without atDeath's (resets
 // and EOFs) or hungInDowntime's (hung requests).
 func (p *phaseCount) afterDeath(kind string) int64 {
-	g := p.gone()
 	from, to := p.downtime()
 	var n int64
 	for _, f := range p.fails {
@@ -148,7 +164,7 @@ func (p *phaseCount) afterDeath(kind string) int64 {
 			continue
 		}
 		switch {
-		case (kind == kindReset || kind == kindEOF) && !g.IsZero() && f.sent.Before(g):
+		case p.inFlightAtDeath(f):
 		case kind == kindTimeout && !from.IsZero() && !f.sent.Before(from) && f.sent.Before(to):
 		default:
 			n++
@@ -180,7 +196,7 @@ func startLoadUser(t *testing.T, url, user, want string) *load {
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	l.setPhase("before")
 	waitServed(t, url, user, want)
-	for range 2 {
+	for range clients {
 		l.done.Add(1)
 		go l.run()
 	}
@@ -203,11 +219,23 @@ func waitServed(t *testing.T, url, user, want string) {
 	}
 }
 
+// agentDied tells the load that the agent was killed at t: the requests
+// it carried then (sent before t, failed by a reset or an EOF) die with
+// any process that carries a connection, and count as atDeath's.
+func (l *load) agentDied(t time.Time) {
+	l.mu.Lock()
+	l.agentDeath = t
+	for _, pc := range l.counts {
+		pc.agentDeath = t
+	}
+	l.mu.Unlock()
+}
+
 // setPhase makes the requests sent from now on count in phase.
 func (l *load) setPhase(phase string) {
 	l.mu.Lock()
 	if l.counts[phase] == nil {
-		l.counts[phase] = &phaseCount{byKind: map[string]int64{}, began: time.Now(), first: map[string]time.Duration{}, last: map[string]time.Duration{}}
+		l.counts[phase] = &phaseCount{byKind: map[string]int64{}, began: time.Now(), first: map[string]time.Duration{}, last: map[string]time.Duration{}, agentDeath: l.agentDeath}
 		l.order = append(l.order, phase)
 	}
 	l.mu.Unlock()
@@ -331,12 +359,17 @@ func (r loadResult) String() string {
 //     baseline's phase shows the same kind;
 //   - resets and EOFs at most as many as in the baseline's phase, not
 //     counting those of requests in flight when the app died (sent before
-//     a request found it gone), which fail with or without tether;
+//     a request found it gone), which fail with or without tether, nor
+//     those in flight when the test killed the agent (load.agentDied), no
+//     more than one per client (each has one request at a time);
 //   - hung requests sent in the app's own downtime (hungInDowntime) only
 //     where the baseline's phase shows that downtime too;
 //   - any other hung request, wrong answers and other errors never.
 func (r loadResult) exceeding(base loadResult) []string {
 	var out []string
+	if n := r.atAgentDeath(); n > clients {
+		out = append(out, fmt.Sprintf("%d requests failed as in flight at the agent's death, more than the %d clients can have", n, clients))
+	}
 	for _, p := range r.phases {
 		c := r.counts[p]
 		bc := base.counts[p]
@@ -373,6 +406,20 @@ func (r loadResult) hungInDowntime() int64 {
 	var n int64
 	for _, c := range r.counts {
 		n += c.hungInDowntime()
+	}
+	return n
+}
+
+// atAgentDeath is the number of failed requests sent before the agent
+// was killed (agentDied).
+func (r loadResult) atAgentDeath() int64 {
+	var n int64
+	for _, c := range r.counts {
+		for _, f := range c.fails {
+			if (f.kind == kindReset || f.kind == kindEOF) && !c.agentDeath.IsZero() && f.sent.Before(c.agentDeath) {
+				n++
+			}
+		}
 	}
 	return n
 }
