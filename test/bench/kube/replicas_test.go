@@ -110,7 +110,7 @@ func startPods(t *testing.T, n int) time.Duration {
 				ObjectMeta: metav1.ObjectMeta{Name: names[i], Labels: map[string]string{"app": "podstart"}},
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: ptr.To[int64](0),
-					Containers: []corev1.Container{{Name: "app", Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"-listen", ":8080", "-who", "x"}}},
+					Containers:                    []corev1.Container{{Name: "app", Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"-listen", ":8080", "-who", "x"}}},
 				},
 			}, metav1.CreateOptions{})
 			errs <- err
