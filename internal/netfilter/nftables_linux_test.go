@@ -369,6 +369,9 @@ func TestOwnerReleasedLast(t *testing.T) {
 		}
 		fmt.Println("held!")
 		time.Sleep(time.Minute)
+		for _, c := range held { // never reached: the test kills it
+			c.Close()
+		}
 		os.Exit(0)
 	}
 	ns := newNetNS(t)
