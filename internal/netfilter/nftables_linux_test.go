@@ -284,6 +284,28 @@ func TestTransparentDial(t *testing.T) {
 	}
 }
 
+// startChild runs this test binary's test (its child branch, chosen by
+// env) and waits until it prints "ready"; the child is killed and waited
+// for at the end of the test.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("child: %q %v", buf, err)
+	}
+	return cmd, out
+}
+
 // TestTableDiesWithOwner: the table belongs to the agent process's netlink
 // socket, so a SIGKILLed agent (or one the OOM killer ends together with
 // its parent) leaves no redirect rule behind.
@@ -304,21 +326,7 @@ func TestTableDiesWithOwner(t *testing.T) {
 	}
 	ns := newNetNS(t)
 	table := TableName(os.Getpid(), 2)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTableDiesWithOwner$")
-	cmd.Env = append(os.Environ(), "TETHER_NFT_OWNER_NS="+ns, "TETHER_NFT_OWNER_TABLE="+table)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		cmd.Process.Kill()
-		t.Fatalf("child: %q %v", buf, err)
-	}
+	cmd, _ := startChild(t, "TestTableDiesWithOwner", "TETHER_NFT_OWNER_NS="+ns, "TETHER_NFT_OWNER_TABLE="+table)
 	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "flags owner") {
 		t.Fatalf("the child's table is not there, or not owned:\n%s", rs)
 	}
@@ -375,21 +383,8 @@ func TestOwnerReleasedLast(t *testing.T) {
 		os.Exit(0)
 	}
 	ns := newNetNS(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerReleasedLast$")
-	cmd.Env = append(os.Environ(), "TETHER_NFT_LAST_NS="+ns, "TETHER_NFT_LAST_TABLE="+TableName(os.Getpid(), 3))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
+	cmd, out := startChild(t, "TestOwnerReleasedLast", "TETHER_NFT_LAST_NS="+ns, "TETHER_NFT_LAST_TABLE="+TableName(os.Getpid(), 3))
 	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("child: %q %v", buf, err)
-	}
 	var conns []net.Conn
 	for range clients {
 		netns.Do(ns, unix.CLONE_NEWNET, func() error {

@@ -307,17 +307,7 @@ func TestReplicas(t *testing.T) {
 // TestReplicasOne: incoming.replicas: one keeps the subscriptions on the
 // pod whose context the session has.
 func TestReplicasOne(t *testing.T) {
-	requireE2E(t)
-	ns := newNamespace(t, "e2e-replicas-one", nil)
-	apply(t, []byte(replicasYAML(ns, "web", 2)))
-	waitDeployments(t, ns, 2*time.Minute)
-	pods := waitPodsReady(t, ns, "app=web", 2, 2*time.Minute)
-	dir := t.TempDir()
-	cfg := agentConfig(t, dir, `incoming:
-  mode: steal
-  replicas: one
-  http_filter:
-    header_filter: "^x-tether-user: me$"`)
+	ns, pods, dir, cfg := twoReplicas(t, "e2e-replicas-one", "  replicas: one")
 	p := startTetherEnv(t, dir, []string{localServerEnv + "=8080"}, "exec", "-f", cfg, "-n", ns, "-t", "deployment/web", "--progress", "plain", "--", os.Args[0])
 	p.waitStderr(t, "traffic to the target's port 8080 is stolen", 3*time.Minute)
 	var stolen []string
@@ -331,6 +321,24 @@ func TestReplicasOne(t *testing.T) {
 	}
 	p.stop(t)
 	noLeftovers(t, ns, 90*time.Second)
+}
+
+// twoReplicas is a namespace named after name with a 2-replica
+// replicasYAML Deployment, ready, and a config for a filtered steal of
+// "x-tether-user: me" with the extra incoming lines.
+func twoReplicas(t *testing.T, name, extra string) (ns string, pods []corev1.Pod, dir, cfg string) {
+	t.Helper()
+	requireE2E(t)
+	ns = newNamespace(t, name, nil)
+	apply(t, []byte(replicasYAML(ns, "web", 2)))
+	waitDeployments(t, ns, 2*time.Minute)
+	pods = waitPodsReady(t, ns, "app=web", 2, 2*time.Minute)
+	dir = t.TempDir()
+	if extra != "" {
+		extra += "\n"
+	}
+	cfg = agentConfig(t, dir, "incoming:\n  mode: steal\n"+extra+"  http_filter:\n    header_filter: \"^x-tether-user: me$\"")
+	return ns, pods, dir, cfg
 }
 
 // readySince is when pod p became ready.
@@ -347,16 +355,7 @@ func readySince(p *corev1.Pod) time.Time {
 // and a program listening on the Service's port gets the pods' targetPort;
 // -l SELECTOR covers the pods it picks.
 func TestServiceAndSelectorTargets(t *testing.T) {
-	requireE2E(t)
-	ns := newNamespace(t, "e2e-svc-target", nil)
-	apply(t, []byte(replicasYAML(ns, "web", 2)))
-	waitDeployments(t, ns, 2*time.Minute)
-	pods := waitPodsReady(t, ns, "app=web", 2, 2*time.Minute)
-	dir := t.TempDir()
-	cfg := agentConfig(t, dir, `incoming:
-  mode: steal
-  http_filter:
-    header_filter: "^x-tether-user: me$"`)
+	ns, pods, dir, cfg := twoReplicas(t, "e2e-svc-target", "")
 	for _, tc := range []struct {
 		name, listen string
 		target       []string
