@@ -65,29 +65,7 @@ func createCluster() (*cluster, error) {
 		return nil, fmt.Errorf("namespace %s has no default ServiceAccount: %w", ns, err)
 	}
 	labels := map[string]string{"app": "benchsrv"}
-	container := func(name string, args ...string) corev1.Container {
-		return corev1.Container{
-			Name: name, Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: args,
-			ReadinessProbe: &corev1.Probe{
-				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
-				PeriodSeconds: 1,
-			},
-		}
-	}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "benchsrv", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers:                    []corev1.Container{container("app", "-listen", ":8080", "-who", "pod")},
-				},
-			},
-		},
-	}
+	dep := benchDeployment("benchsrv", 1)
 	if _, err := client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("creating deployment benchsrv: %w", err)
 	}
@@ -106,7 +84,7 @@ func createCluster() (*cluster, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: "benchclient", Namespace: ns, Labels: map[string]string{"app": "benchclient"}},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](1),
-			Containers:                    []corev1.Container{container("client", "-listen", ":8080", "-who", "client")},
+			Containers:                    []corev1.Container{benchContainer("client", "-listen", ":8080", "-who", "client")},
 		},
 	}
 	if _, err := client.CoreV1().Pods(ns).Create(ctx, cl, metav1.CreateOptions{}); err != nil {
@@ -132,6 +110,38 @@ func createCluster() (*cluster, error) {
 		return nil, fmt.Errorf("service benchsrv does not answer from the cluster: %w", err)
 	}
 	return c, nil
+}
+
+// benchDeployment is deployment name of n pods running benchserver on
+// :8080 ("X-Who: pod"), ready once it answers /healthz.
+func benchDeployment(name string, n int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(n),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers:                    []corev1.Container{benchContainer("app", "-listen", ":8080", "-who", "pod")},
+				},
+			},
+		},
+	}
+}
+
+// benchContainer runs benchserver with args, ready once it answers
+// /healthz on 8080.
+func benchContainer(name string, args ...string) corev1.Container {
+	return corev1.Container{
+		Name: name, Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: args,
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+			PeriodSeconds: 1,
+		},
+	}
 }
 
 // inCluster is argv run in the benchclient pod's network namespace.

@@ -7,10 +7,8 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/tether-dev/tether/test/bench/report"
@@ -183,27 +181,7 @@ func runCPU(t *testing.T, timeout time.Duration, argv []string) (wall, cpu time.
 // until all are ready.
 func createReplicas(t *testing.T, name string, n int32) {
 	t.Helper()
-	labels := map[string]string{"app": name}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(n),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{
-						Name: "app", Image: benchImage, ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"-listen", ":8080", "-who", "pod"},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
-		},
-	}
+	dep := benchDeployment(name, n)
 	deps := client.AppsV1().Deployments(ns)
 	if _, err := deps.Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating deployment %s: %v", name, err)
