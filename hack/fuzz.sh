@@ -14,6 +14,7 @@ for pkg in $(go list ./...); do
     # the fuzzer's own failure too (a target slower than its deadline).
     if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >"$log" 2>&1; then
       cat "$log"
+      echo "fuzz $pkg $target: FAILED (its output is above)"
       status=1
     fi
     rm -f "$log"

@@ -13,19 +13,22 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 step() { printf '\n== %s\n' "$*"; }
-# Every go test's output is kept too: the summary at the end repeats each
-# failure (CI shows only the end of a long log).
-log=$(mktemp /tmp/tether-test.XXXXXX.log)
-trap 'rm -f "$log"' EXIT
+# Every go test runs with -json through hack/testlog, which prints go
+# test's own output and keeps the events: the summary at the end repeats
+# each failure with its own output (CI shows only the end of a long log).
+tmp=$(mktemp -d /tmp/tether-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/testlog" ./hack/testlog || exit 1
+log=$tmp/events.json
 
 step "unit and integration tests"
-TETHER_INTEGRATION=1 go test -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) 2>&1 | tee -a "$log"
+TETHER_INTEGRATION=1 go test -json -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) 2>&1 | "$tmp/testlog" -log "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 # The race detector needs cgo: for this run only (the shipped binaries, and
 # those the integration tests build, stay static with CGO_ENABLED=0).
 step "unit and integration tests, race detector"
-TETHER_INTEGRATION=1 CGO_ENABLED=1 go test -race -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) 2>&1 | tee -a "$log"
+TETHER_INTEGRATION=1 CGO_ENABLED=1 go test -json -race -count=1 -timeout 30m $(go list ./... | grep -v /test/e2e) 2>&1 | "$tmp/testlog" -log "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 started=0
@@ -39,7 +42,7 @@ fi
 step "images"
 make --no-print-directory images || status=1
 step "end-to-end tests"
-TETHER_E2E=1 go test -count=1 -timeout 45m -v ./test/e2e 2>&1 | grep -v -e '^=== RUN' -e '^=== PAUSE' -e '^=== CONT' | sed -u 's/^/  /' | tee -a "$log"
+TETHER_E2E=1 go test -json -count=1 -timeout 45m -v ./test/e2e 2>&1 | "$tmp/testlog" -v -log "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 if [ $started = 1 ] && [ -z "${TETHER_KEEP_CLUSTER:-}" ]; then
   step "local Kubernetes cluster down"
@@ -47,11 +50,12 @@ if [ $started = 1 ] && [ -z "${TETHER_KEEP_CLUSTER:-}" ]; then
 fi
 
 step "fuzzing"
-./hack/fuzz.sh "${FUZZTIME:-30s}" 2>&1 | tee -a "$log"
+./hack/fuzz.sh "${FUZZTIME:-30s}" 2>&1 | tee "$tmp/fuzz.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 if [ $status != 0 ]; then
   step "summary: what failed"
-  ./hack/failures.sh "$log"
+  "$tmp/testlog" -summary "$log"
+  grep -E '^fuzz .*: FAILED' "$tmp/fuzz.log" || true
 fi
 exit $status
