@@ -70,9 +70,9 @@ type event struct {
 	Action     string
 	Package    string
 	ImportPath string // of a build-output or build-fail event
-	Test    string
-	Elapsed float64
-	Output  string
+	Test       string
+	Elapsed    float64
+	Output     string
 }
 
 // readEvents reads events from r, calling each (if set) for every event;
