@@ -202,7 +202,9 @@ func (m *AgentManager) Ensure(ctx context.Context, t *Resolved, o AgentOptions) 
 	default:
 		a, err = m.ensureJob(ctx, t, o)
 	}
-	if err != nil && ctx.Err() != nil {
+	// client-go's rate limiter refuses a wait that would pass the
+	// deadline before the deadline comes, with an error of its own.
+	if err != nil && (ctx.Err() != nil || strings.Contains(err.Error(), "would exceed context deadline")) {
 		return nil, fmt.Errorf("the agent was not ready within agent.startup_timeout (%v): %w; raise agent.startup_timeout if the cluster is slow to pull images or schedule pods", o.StartupTimeout, err)
 	}
 	return a, err

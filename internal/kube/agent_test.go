@@ -2,6 +2,9 @@ package kube
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -139,3 +144,25 @@ func TestEnsureJobReplacesFinished(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestEnsureStartupTimeoutRateLimited: client-go's rate limiter refuses
+// a request whose wait would pass the start-up deadline before the
+// deadline comes; that is still the start-up timeout, said as such.
+func TestEnsureStartupTimeoutRateLimited(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`)
+	}))
+	defer api.Close()
+	// One request now, the next in 1000 s.
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: api.URL, QPS: 0.001, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &AgentManager{Client: cs}
+	_, err = m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "tether.local/tether-agent:dev", StartupTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "the agent was not ready within agent.startup_timeout (2s)") || !strings.Contains(err.Error(), "raise agent.startup_timeout") {
+		t.Fatalf("err = %v, want the start-up timeout", err)
+	}
+}
