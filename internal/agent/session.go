@@ -8,6 +8,10 @@ import (
 	"github.com/tether-dev/tether/internal/protocol"
 )
 
+// supersededGrace is how long a session's replaced connection may finish
+// the streams it carries before the agent closes it.
+const supersededGrace = 10 * time.Second
+
 // errDetached is returned when a session has no live connection.
 var errDetached = errors.New("the session's client is disconnected")
 
@@ -34,8 +38,11 @@ func (ss *session) attach(m protocol.Mux) int {
 		ss.grace.Stop()
 		ss.grace = nil
 	}
-	if ss.mux != nil {
-		ss.mux.Close() // a stale connection the client gave up on
+	if old := ss.mux; old != nil {
+		// A connection the client gave up on, or one it hands over (a
+		// replica's session taken over by its main session): it may
+		// finish what it carries, new streams use m.
+		time.AfterFunc(supersededGrace, func() { old.Close() })
 	}
 	ss.gen++
 	ss.mux = m

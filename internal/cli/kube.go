@@ -469,8 +469,8 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	a.resolved, a.agent = resolved, agent
 	a.mu.Unlock()
 	if resolved.Pod != nil {
-		// Its pod is no replica any more (before the session subscribes
-		// there); the old pod may become one.
+		// Its pod is no replica any more: the session takes over the
+		// replica's agent session there; the old pod may become one.
 		a.replicas.representative(resolved.Pod.UID)
 	}
 	return a.dial(ctx)

@@ -177,8 +177,9 @@ func (w *replicaWatch) stop(abort bool) {
 }
 
 // representative is called when the session's own agent moved to the pod
-// uid (its earlier pod went): that pod stops being a replica at once,
-// before the session subscribes there, and the old one may become one.
+// uid (its earlier pod went): that pod stops being a replica, and the
+// session's reconnect takes over its replica's agent session (so its
+// subscriptions never lapse); the old pod may become a replica.
 func (w *replicaWatch) representative(uid types.UID) {
 	if w == nil {
 		return
@@ -191,7 +192,7 @@ func (w *replicaWatch) representative(uid types.UID) {
 	if rp != nil {
 		rp.cancel()
 		if sess != nil {
-			sess.RemoveReplica(string(uid))
+			sess.AdoptReplica(string(uid))
 		}
 	}
 	w.reconcile()

@@ -53,6 +53,9 @@ func whoServerAt(t *testing.T, name, addr string) (netip.AddrPort, *seenLog) {
 	seen := &seenLog{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.add(r.URL.Path)
+		if strings.HasPrefix(r.URL.Path, "/slow") {
+			time.Sleep(300 * time.Millisecond) // in flight across a switch
+		}
 		fmt.Fprintf(w, "who=%s path=%s client=%s", name, r.URL.Path, r.RemoteAddr)
 	})}
 	go srv.Serve(ln)

@@ -111,19 +111,42 @@ func (s *Session) reconnectOnce() error {
 	if err != nil {
 		return err
 	}
-	w, mux, err := handshake(conn, token, s.ID())
+	// The redial may have made a replica's pod the session's own: take
+	// over that replica's agent session (see adoption).
+	resume := s.ID()
+	ad := s.takeAdoption()
+	if ad != nil {
+		resume = ad.id
+	}
+	w, mux, err := handshake(conn, token, resume)
 	if err != nil {
+		if ad != nil {
+			s.putAdoption(ad)
+		}
 		return err
 	}
 	s.muxMu.Lock()
 	if s.closing.Load() {
 		s.muxMu.Unlock()
 		mux.Close()
+		if ad != nil {
+			s.putAdoption(ad) // closing: it ends its agent session
+		}
 		return errors.New("closing")
 	}
 	s.mux, s.welcome = mux, w
 	s.muxMu.Unlock()
 	go s.acceptIncoming(mux)
+	if ad != nil {
+		// The replica's connection now only finishes what it carries:
+		// the agent sends new connections over this one.
+		time.AfterFunc(supersededGrace, func() { ad.mux.Close() })
+	}
+	if w.Resumed && ad != nil {
+		s.warn("reconnected to the agent of pod %s after %v: it took over the session that received that pod's traffic, with no gap", ad.name, time.Since(start).Round(time.Millisecond))
+		s.subscribeMissing(ctx, ad.ports)
+		return nil
+	}
 	if w.Resumed {
 		s.warn("reconnected to the agent after %v; session %s resumed", time.Since(start).Round(time.Millisecond), w.SessionID)
 		return nil
@@ -133,6 +156,29 @@ func (s *Session) reconnectOnce() error {
 	s.warn("reconnected to the agent after %v as a new session %s; subscribing the program's ports again", time.Since(start).Round(time.Millisecond), w.SessionID)
 	s.resubscribe(ctx)
 	return nil
+}
+
+// supersededGrace is how long a replaced connection to an agent may
+// finish the traffic it carries (the agent closes it then too).
+const supersededGrace = 10 * time.Second
+
+// subscribeMissing subscribes the local listeners' ports that an adopted
+// agent session lacks (those the program listened on while it was being
+// taken over).
+func (s *Session) subscribeMissing(ctx context.Context, have map[uint16]bool) {
+	s.in.mu.Lock()
+	var ports []uint16
+	for p := range s.in.remote {
+		if !have[p] {
+			ports = append(ports, p)
+		}
+	}
+	s.in.mu.Unlock()
+	for _, port := range ports {
+		if _, err := s.call(ctx, s.subscribeRequest(port)); err != nil {
+			s.fail("subscribing the target's port %d again: %v", port, err)
+		}
+	}
 }
 
 // resubscribe repeats the subscriptions of the local listeners.

@@ -27,8 +27,9 @@ type replica struct {
 	// away (it returns ErrReplicaGone): then nothing is said.
 	gone func(ctx context.Context) error
 
-	stop    chan struct{}
-	stopped chan struct{}
+	stop     chan struct{}
+	haltOnce sync.Once
+	stopped  chan struct{}
 
 	// mu serialises the replica's subscriptions and guards what follows.
 	mu    sync.Mutex
@@ -82,6 +83,67 @@ func (s *Session) RemoveReplica(key string) {
 	}
 }
 
+// An adoption is a replica's agent session handed to the session itself
+// when the replica's pod becomes the session's own (its representative
+// pod went): the next reconnect resumes it instead of starting a new
+// agent session, so the subscriptions it holds never lapse and the pod's
+// traffic never reaches the app in between.
+type adoption struct {
+	key, name string
+	id        string       // the replica's agent session
+	mux       protocol.Mux // its connection, closed once the session has taken over
+	ports     map[uint16]bool
+}
+
+// AdoptReplica removes the replica key without ending its agent session,
+// which the session's next reconnect takes over (see adoption). A replica
+// that never connected is simply removed.
+func (s *Session) AdoptReplica(key string) {
+	s.replMu.Lock()
+	r := s.replicas[key]
+	delete(s.replicas, key)
+	s.replMu.Unlock()
+	if r == nil {
+		return
+	}
+	r.halt()
+	r.mu.Lock()
+	ad := &adoption{key: key, name: r.name, id: r.id, mux: r.mux, ports: r.ports}
+	r.mux = nil
+	r.mu.Unlock()
+	if ad.mux == nil || ad.id == "" {
+		return
+	}
+	s.replMu.Lock()
+	old := s.adopted
+	s.adopted = ad
+	s.replMu.Unlock()
+	if old != nil {
+		go closeAgentSession(old.mux) // superseded before any reconnect took it
+	}
+}
+
+// takeAdoption returns the pending adoption, if any, and clears it.
+func (s *Session) takeAdoption() *adoption {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	ad := s.adopted
+	s.adopted = nil
+	return ad
+}
+
+// putAdoption gives an adoption back after a reconnect that failed, for
+// the next one, unless a newer one is pending.
+func (s *Session) putAdoption(ad *adoption) {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	if s.adopted == nil && !s.closing.Load() {
+		s.adopted = ad
+		return
+	}
+	go closeAgentSession(ad.mux)
+}
+
 // Replicas are the names of the pods added with AddReplica, sorted.
 func (s *Session) Replicas() []string {
 	s.replMu.Lock()
@@ -94,13 +156,19 @@ func (s *Session) Replicas() []string {
 	return names
 }
 
-// closeReplicas removes every replica (the session closes).
+// closeReplicas removes every replica (the session closes), and ends the
+// agent session of an adoption no reconnect took.
 func (s *Session) closeReplicas() {
 	s.replMu.Lock()
 	rs := s.replicas
 	s.replicas = map[string]*replica{}
+	ad := s.adopted
+	s.adopted = nil
 	s.replMu.Unlock()
 	var wg sync.WaitGroup
+	if ad != nil {
+		wg.Go(func() { closeAgentSession(ad.mux) })
+	}
 	for _, r := range rs {
 		wg.Go(r.close)
 	}
@@ -235,7 +303,7 @@ func (r *replica) connectOnce() (protocol.Mux, error) {
 	}
 	r.mu.Unlock()
 	if r.stopping() {
-		r.closeMux(mux)
+		closeAgentSession(mux)
 		return nil, errors.New("removed")
 	}
 	r.s.in.mu.Lock()
@@ -274,26 +342,28 @@ func (r *replica) subscribe(ctx context.Context, port uint16) error {
 	return nil
 }
 
+// halt stops the replica's reconnecting and waits until it has stopped.
+func (r *replica) halt() {
+	r.haltOnce.Do(func() { close(r.stop) })
+	<-r.stopped
+}
+
 // close ends the replica's session on its agent (its subscriptions go at
 // once) and stops reconnecting.
 func (r *replica) close() {
-	select {
-	case <-r.stop:
-	default:
-		close(r.stop)
-	}
-	<-r.stopped
+	r.halt()
 	r.mu.Lock()
 	mux := r.mux
 	r.mux = nil
 	r.mu.Unlock()
 	if mux != nil {
-		r.closeMux(mux)
+		closeAgentSession(mux)
 	}
 }
 
-// closeMux tells the agent the replica's session ends, then closes mux.
-func (r *replica) closeMux(mux protocol.Mux) {
+// closeAgentSession tells the agent the session on mux ends (its
+// subscriptions go at once), then closes mux.
+func closeAgentSession(mux protocol.Mux) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	callOn(ctx, mux, protocol.Request{Op: protocol.OpClose})
 	cancel()

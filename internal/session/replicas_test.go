@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -175,5 +176,100 @@ func TestReplicaAgentRestart(t *testing.T) {
 	}
 	if got := get(t, other.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
 		t.Errorf("a matching request to the replica's new agent: %q, want the local listener's answer", got)
+	}
+}
+
+// TestAdoptReplica: when a replica's pod becomes the session's own (its
+// representative pod went), the session's reconnect takes over the
+// replica's agent session: the pod's matching requests reach the local
+// listener before, during and after the switch, never its app.
+func TestAdoptReplica(t *testing.T) {
+	main, other := twoPods(t)
+	cur := addrOf(main.agentAdr)
+	s, msgs := main.sessionVia(t, "local", stealCfg("^x-tether-user: me$"), func(ctx context.Context) (net.Conn, error) {
+		c, _, err := dialTo(cur)(ctx)
+		return c, err
+	})
+	if err := <-s.AddReplica("uid-2", "web-2", dialTo(addrOf(other.agentAdr)), nil); err != nil {
+		t.Fatal(err)
+	}
+	c := other.client(t)
+	// A steady user of the replica's pod, all through the switch.
+	var wrong, failed, sent atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := newGet("/a", "me")
+			resp, err := c.Do(req)
+			sent.Add(1)
+			if err != nil {
+				failed.Add(1)
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), "who=local") {
+				wrong.Add(1)
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	// The redial finds the replica's pod: the session adopts its replica,
+	// whose agent session keeps stealing until the reconnect takes it.
+	cur.Store(&other.agentAdr)
+	s.AdoptReplica("uid-2")
+	if got := get(t, other.client(t), "/b", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("after AdoptReplica, before the reconnect: %q, want the local listener's answer", got)
+	}
+	// A slow request the replica's connection carries across the switch.
+	slow := make(chan string, 1)
+	go func() {
+		req, _ := newGet("/slow", "me")
+		resp, err := other.client(t).Do(req)
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.muxMu.Lock()
+	s.mux.Close() // the representative pod's agent is gone
+	s.muxMu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(msgs.String(), "took over the session"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no takeover within 10s; messages:\n%s", msgs)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-done
+	if got := <-slow; !strings.Contains(got, "who=local") {
+		t.Errorf("a request in flight across the switch: %q, want the local listener's answer", got)
+	}
+	if wrong.Load() != 0 || failed.Load() != 0 || sent.Load() < 10 {
+		t.Errorf("through the switch: %d sent, %d answered by the app, %d failed; want none of either", sent.Load(), wrong.Load(), failed.Load())
+	}
+	if got := s.Replicas(); len(got) != 0 {
+		t.Errorf("Replicas() = %v after the adoption, want none", got)
+	}
+	if got := get(t, other.client(t), "/c", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("after the takeover, a new connection: %q, want the local listener's answer", got)
+	}
+	s.Close()
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); len(other.redir.Ports()) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the adopted pod's agent still redirects %v 5s after the session closed", other.redir.Ports())
+		}
 	}
 }

@@ -86,6 +86,7 @@ type Session struct {
 
 	replMu   sync.Mutex
 	replicas map[string]*replica // by pod UID: the workload's other pods (replicas.go)
+	adopted  *adoption           // a replica's agent session the next reconnect takes over
 
 	relayMu sync.Mutex
 	relays  map[netip.AddrPort]*udpRelay

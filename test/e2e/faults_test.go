@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -137,8 +138,9 @@ func netfilterLeftovers(t *testing.T, pid int) []string {
 
 // killContainer SIGKILLs every process of the pod's container at once (as
 // the OOM killer does with a container's memory.oom.group): the processes
-// in the same cgroups as the container's main process.
-func killContainer(t *testing.T, p *corev1.Pod, container string) {
+// in the same cgroups as the container's main process. It returns when
+// they have all died.
+func killContainer(t *testing.T, p *corev1.Pod, container string) time.Time {
 	t.Helper()
 	main := containerPID(t, p, container)
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", main))
@@ -160,6 +162,31 @@ func killContainer(t *testing.T, p *corev1.Pod, container string) {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	return deadAt(t, pids)
+}
+
+// deadAt waits until the processes pids have exited (gone, or zombies:
+// their files are released) and returns the first moment all were seen
+// so. A killed process dies some moments after the signal: until then its
+// listeners still complete handshakes (the kernel does it), and those
+// connections are reset when it exits.
+func deadAt(t *testing.T, pids []int) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range pids {
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			// The state follows the command's closing parenthesis.
+			if i := bytes.LastIndexByte(b, ')'); err != nil || (i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d still alive 30s after SIGKILL", pid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return time.Now()
 }
 
 // faultRow is one line of the fault table printed at the end.
@@ -321,9 +348,8 @@ func TestFaults(t *testing.T) {
 
 	t.Run("agent_sigkill", func(t *testing.T) {
 		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) {
-			killContainer(t, old, "agent")
-			// The requests it carried at that instant die with it.
-			current.agentDied(time.Now())
+			// The requests it carried when it died die with it.
+			current.agentDied(killContainer(t, old, "agent"))
 		}, resubscribed)
 		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), steady)
 	})

@@ -100,7 +100,7 @@ func (p *phaseCount) gone() time.Time {
 
 // atDeath counts the resets and EOFs of requests sent before the app was
 // found gone: in flight when it died, they fail with or without tether;
-// and those of requests sent before the agent was killed (agentDied),
+// and those of requests sent before the killed agent died (agentDied),
 // which died with the process that carried them.
 func (p *phaseCount) atDeath() int64 {
 	var n int64
@@ -219,9 +219,11 @@ func waitServed(t *testing.T, url, user, want string) {
 	}
 }
 
-// agentDied tells the load that the agent was killed at t: the requests
-// it carried then (sent before t, failed by a reset or an EOF) die with
-// any process that carries a connection, and count as atDeath's.
+// agentDied tells the load that the killed agent died at t (its
+// processes exited, which follows the signal by some moments): the
+// requests it carried then (sent before t, failed by a reset or an EOF)
+// die with any process that carries a connection, and count as
+// atDeath's.
 func (l *load) agentDied(t time.Time) {
 	l.mu.Lock()
 	l.agentDeath = t
