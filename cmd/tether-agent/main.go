@@ -131,7 +131,7 @@ func parent(o options, args []string, stderr io.Writer) int {
 	// Whatever happened to the worker, its rules must not outlive it.
 	if pid := targetPID(o); pid > 0 {
 		ns := fmt.Sprintf("/proc/%d/ns/net", pid)
-		removed, err := netfilter.RemoveTables(ns, func(name string) bool { return name == table })
+		removed, err := netfilter.RemoveTables(ns, func(name string) bool { return name == table || name == netfilter.RulesTable(table) })
 		switch {
 		case err != nil:
 			log.Warn("removing the worker's redirect rules failed", "table", table, "err", err)

@@ -69,8 +69,9 @@ func writeSummary(w io.Writer, evs []event) {
 			continue
 		}
 		failedTests[r.pkg] = true
-		if r.action == "fail" && len(r.own()) == 0 && hasFailedChild(all, r) {
-			continue // its subtests say why
+		byChild := r.action == "fail" && hasFailedChild(all, r) // its subtests say why
+		if byChild && len(r.own()) == 0 {
+			continue
 		}
 		state := fmt.Sprintf("%.2fs", r.elapsed)
 		if r.action == "" {
@@ -78,7 +79,9 @@ func writeSummary(w io.Writer, evs []event) {
 		}
 		fmt.Fprintf(w, "--- FAIL: %s (%s) in %s\n", r.test, state, path.Base(r.pkg))
 		printLines(w, r.own())
-		short = append(short, fmt.Sprintf("%s: %s", r.test, firstError(r.own())))
+		if !byChild {
+			short = append(short, fmt.Sprintf("%s: %s", r.test, firstError(r.own())))
+		}
 	}
 	for _, r := range all {
 		if r.test != "" || r.action != "fail" {
@@ -152,7 +155,7 @@ var (
 
 // failWords are in the lines of a test that say why it failed (a t.Log
 // line says how it went).
-var failWords = regexp.MustCompile(`(?i)want|fail|error|timed? ?out|refused|unexpected|missing|lacks|leftover|panic`)
+var failWords = regexp.MustCompile(`(?i)want|fail|error|timed? ?out|refused|unexpected|missing|lacks|leftover|left behind|panic|did not|does not|cannot|still|beyond`)
 
 // firstError is the line that best says why a test failed: the two
 // places of a data race (the first frame of ours in each stack), else

@@ -44,13 +44,21 @@ func TableName(pid int, startTime uint64) string {
 	return fmt.Sprintf("%s%d-%d", TablePrefix, pid, startTime)
 }
 
-// ParseTableName extracts the owner from a TableName. ok is false for
-// names tether did not create in this format.
+// rulesSuffix ends the name of a table's rules table.
+const rulesSuffix = "-rules"
+
+// RulesTable names the table that holds the redirect rules of table (see
+// Nftables).
+func RulesTable(table string) string { return table + rulesSuffix }
+
+// ParseTableName extracts the owner from a TableName (or its RulesTable).
+// ok is false for names tether did not create in this format.
 func ParseTableName(name string) (pid int, startTime uint64, ok bool) {
 	rest, found := strings.CutPrefix(name, TablePrefix)
 	if !found {
 		return 0, 0, false
 	}
+	rest = strings.TrimSuffix(rest, rulesSuffix)
 	p, s, found := strings.Cut(rest, "-")
 	if !found {
 		return 0, 0, false

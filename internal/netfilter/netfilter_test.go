@@ -3,12 +3,13 @@ package netfilter
 import "testing"
 
 func TestTableName(t *testing.T) {
-	name := TableName(4242, 987654)
-	pid, st, ok := ParseTableName(name)
-	if !ok || pid != 4242 || st != 987654 {
-		t.Fatalf("ParseTableName(%q) = %d, %d, %v", name, pid, st, ok)
+	for _, name := range []string{TableName(4242, 987654), RulesTable(TableName(4242, 987654))} {
+		pid, st, ok := ParseTableName(name)
+		if !ok || pid != 4242 || st != 987654 {
+			t.Fatalf("ParseTableName(%q) = %d, %d, %v", name, pid, st, ok)
+		}
 	}
-	for _, bad := range []string{"tether-deadbeef", "tether-", "tether-1", "tether-x-2", "other-1-2", "tether--1-2"} {
+	for _, bad := range []string{"tether-deadbeef", "tether-", "tether-1", "tether-x-2", "other-1-2", "tether--1-2", "tether-1-2-other", "tether-1-rules"} {
 		if _, _, ok := ParseTableName(bad); ok {
 			t.Errorf("ParseTableName(%q) accepted", bad)
 		}
@@ -26,6 +27,8 @@ func TestStale(t *testing.T) {
 		want bool
 	}{
 		{TableName(100, 5000), false}, // its agent is alive
+		{RulesTable(TableName(100, 5000)), false},
+		{RulesTable(TableName(200, 5000)), true},
 		{TableName(100, 4000), true},  // pid reused by another process
 		{TableName(200, 5000), true},  // owner gone
 		{"tether-deadbeef", true},     // not ours in this format: stale

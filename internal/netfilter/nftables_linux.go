@@ -15,17 +15,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Nftables is the netlink nftables backend. Its table (inet family) has a
+// Nftables is the netlink nftables backend, with two tables (inet
+// family). The rules table (RulesTable) has the redirect rules: a
 // prerouting chain (connections from outside the namespace) and an output
 // chain (the namespace's own processes, e.g. a sidecar calling
-// localhost:PORT); the output rules skip the agent's marked sockets.
+// localhost:PORT) whose rules skip the agent's marked sockets. The main
+// table keeps what the connections already redirected need until they
+// are gone: a NAT chain (with one, the kernel translates their packets)
+// and the reply routing of transparent passthroughs.
 //
-// The table is owned by the agent's netlink socket (NFT_TABLE_F_OWNER,
+// Each table is owned by a netlink socket of the agent (NFT_TABLE_F_OWNER,
 // Linux 5.12+): when the agent process dies in any way (SIGKILL, the OOM
-// killer killing its whole container), the kernel deletes the table and
-// the target's traffic goes straight to the app again. On older kernels
-// the table is an ordinary one, removed by the agent's parent process or
-// by the next agent as stale.
+// killer killing its whole container), the kernel deletes both and the
+// target's traffic goes straight to the app again, in this order: the
+// rules first, before the agent's listener closes (see rulesConn), the
+// main table last, after every connection (see holdLast). On older
+// kernels the tables are ordinary ones, removed by the agent's parent
+// process or by the next agent as stale.
 type Nftables struct {
 	ns    *os.File
 	table string
@@ -33,6 +39,8 @@ type Nftables struct {
 	mu             sync.Mutex
 	c              *nftables.Conn // lasting: its socket owns the table
 	nl             *netlink.Conn  // that socket
+	rc             *nftables.Conn // lasting: its socket owns the rules table
+	rnl            *netlink.Conn  // that socket, on a high descriptor (rulesConn)
 	ports          map[uint16]uint16
 	made, owned    bool
 	transparentErr error
@@ -97,6 +105,56 @@ func (n *Nftables) conn() (*nftables.Conn, error) {
 	return c, nil
 }
 
+// rulesFD is the descriptor the rules table's owner socket gets (at most
+// the descriptor limit), above any the agent's connections use: at exit
+// the kernel releases a process's files in descending order of
+// descriptor, so the rules go before the listener and the connections.
+// Connections opened until then wait in the listener's queue and die
+// with it (in flight at the agent's death); those opened after reach the
+// app. With the rules released after the listener, those opened in
+// between would be refused. (An agent with more than rulesFD descriptors
+// open would have the ones above released first.)
+const rulesFD = 8192
+
+// rulesConn returns the lasting netlink connection that owns the rules
+// table, opening it the first time on descriptor rulesFD: every lower one
+// is taken for the moment (by copies of one /dev/null descriptor), so the
+// socket gets the lowest free one.
+func (n *Nftables) rulesConn() (*nftables.Conn, error) {
+	if n.rc != nil {
+		return n.rc, nil
+	}
+	target := uint64(rulesFD)
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur-1 < target {
+		target = lim.Cur - 1
+	}
+	var fill []int
+	if null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		fill = append(fill, null)
+		for uint64(fill[len(fill)-1]) < target-1 {
+			fd, err := unix.FcntlInt(uintptr(null), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			fill = append(fill, fd)
+			if uint64(fd) >= target-1 {
+				break
+			}
+		}
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(n.ns.Fd())), nftables.AsLasting(),
+		nftables.WithSockOptions(func(nl *netlink.Conn) error { n.rnl = nl; return nil }))
+	for _, fd := range fill {
+		unix.Close(fd)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netlink to nftables: %w", err)
+	}
+	n.rc = c
+	return c, nil
+}
+
 // nftTableFOwner is NFT_TABLE_F_OWNER: the table belongs to the netlink
 // socket that created it and goes away with it.
 const nftTableFOwner = 0x2
@@ -108,12 +166,12 @@ func owned(t *nftables.Table) bool {
 	return flags&nftTableFOwner != 0
 }
 
-// createOwned creates the table owned by n's netlink socket. google/nftables
-// always sends table flags 0, so this one message is built here, in the
-// same batch format.
-func (n *Nftables) createOwned() error {
+// createOwned creates the table name owned by the netlink socket nl.
+// google/nftables always sends table flags 0, so this one message is
+// built here, in the same batch format.
+func createOwned(nl *netlink.Conn, name string) error {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(n.table), 0)},
+		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(name), 0)},
 		{Type: unix.NFTA_TABLE_FLAGS, Data: binaryutil.BigEndian.PutUint32(nftTableFOwner)},
 	})
 	if err != nil {
@@ -131,11 +189,11 @@ func (n *Nftables) createOwned() error {
 		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
 			Data: nfgen(0, unix.NFNL_SUBSYS_NFTABLES)},
 	}
-	if _, err := n.nl.SendMessages(msgs); err != nil {
+	if _, err := nl.SendMessages(msgs); err != nil {
 		return err
 	}
 	for {
-		reply, err := n.nl.Receive()
+		reply, err := nl.Receive()
 		if err != nil {
 			return err
 		}
@@ -181,27 +239,38 @@ func (n *Nftables) Close() error {
 	defer n.mu.Unlock()
 	defer n.ns.Close()
 	n.ports = map[uint16]uint16{}
-	if n.c != nil {
-		defer func() {
+	defer func() {
+		if n.rc != nil {
+			n.rc.CloseLasting()
+			n.rc, n.rnl = nil, nil
+		}
+		if n.c != nil {
 			n.c.CloseLasting()
 			n.c, n.nl = nil, nil
-			if n.inFlight != [2]int{} {
-				unix.Close(n.inFlight[0])
-				unix.Close(n.inFlight[1])
-				n.inFlight = [2]int{}
-			}
-		}()
-	}
+		}
+		if n.inFlight != [2]int{} {
+			unix.Close(n.inFlight[0])
+			unix.Close(n.inFlight[1])
+			n.inFlight = [2]int{}
+		}
+	}()
 	if !n.made {
 		return nil
 	}
-	c, err := n.conn()
-	if err != nil {
-		return err
-	}
-	c.DelTable(&nftables.Table{Name: n.table, Family: nftables.TableFamilyINet})
-	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("deleting nftables table %s: %w", n.table, err)
+	// The rules first: no new connection is redirected while the main
+	// table goes.
+	for _, t := range []struct {
+		name string
+		conn func() (*nftables.Conn, error)
+	}{{RulesTable(n.table), n.rulesConn}, {n.table, n.conn}} {
+		c, err := t.conn()
+		if err != nil {
+			return err
+		}
+		c.DelTable(&nftables.Table{Name: t.name, Family: nftables.TableFamilyINet})
+		if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("deleting nftables table %s: %w", t.name, err)
+		}
 	}
 	n.made, n.owned = false, false
 	return cleanupTransparent(n.ns.Name())
@@ -231,41 +300,92 @@ func cleanupTransparent(nsPath string) error {
 	return DisableTransparent(nsPath)
 }
 
-// sync rewrites both chains from n.ports in one atomic netlink batch.
+// sync rewrites the rules table's chains from n.ports in one atomic
+// netlink batch, creating both tables the first time.
 func (n *Nftables) sync() error {
+	if !n.made {
+		if err := n.create(); err != nil {
+			return err
+		}
+	}
+	rc, err := n.rulesConn()
+	if err != nil {
+		return err
+	}
+	rules := &nftables.Table{Name: RulesTable(n.table), Family: nftables.TableFamilyINet}
+	if !n.owned {
+		// Adding an owned table again would try to drop its owner flag.
+		rc.AddTable(rules)
+	}
+	pre := rc.AddChain(&nftables.Chain{Name: "prerouting", Table: rules, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	out := rc.AddChain(&nftables.Chain{Name: "output", Table: rules, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	rc.FlushChain(pre)
+	rc.FlushChain(out)
+	ports := make([]uint16, 0, len(n.ports))
+	for p := range n.ports {
+		ports = append(ports, p)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	for _, p := range ports {
+		rc.AddRule(&nftables.Rule{Table: rules, Chain: pre, Exprs: redirectExprs(p, n.ports[p], false)})
+		rc.AddRule(&nftables.Rule{Table: rules, Chain: out, Exprs: redirectExprs(p, n.ports[p], true)})
+	}
+	if err := rc.Flush(); err != nil {
+		return fmt.Errorf("installing redirect rules in table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", rules.Name, err)
+	}
+	if !n.made {
+		if err := EnableTransparent(n.ns.Name()); err != nil {
+			n.transparentErr = err
+		}
+	}
+	n.made = true
+	return nil
+}
+
+// create makes both tables, owned where the kernel can (see Nftables),
+// and the main table's chains.
+func (n *Nftables) create() error {
 	c, err := n.conn()
 	if err != nil {
 		return err
 	}
+	rc, err := n.rulesConn()
+	if err != nil {
+		return err
+	}
+	switch err := createOwned(n.nl, n.table); {
+	case err == nil:
+		n.owned = true
+		n.holdLast()
+		if err := createOwned(n.rnl, RulesTable(n.table)); err != nil {
+			return fmt.Errorf("creating nftables table %s: %w", RulesTable(n.table), err)
+		}
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+		// A kernel before 5.12: ordinary tables, created below.
+	default:
+		return fmt.Errorf("creating nftables table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
+	}
 	tbl := &nftables.Table{Name: n.table, Family: nftables.TableFamilyINet}
-	if !n.made {
-		switch err := n.createOwned(); {
-		case err == nil:
-			n.owned = true
-			n.holdLast()
-		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
-			// A kernel before 5.12: an ordinary table, created below.
-		default:
-			return fmt.Errorf("creating nftables table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
+	if !n.owned {
+		c.AddTable(tbl)
+		rc.AddTable(&nftables.Table{Name: RulesTable(n.table), Family: nftables.TableFamilyINet})
+		if err := rc.Flush(); err != nil {
+			return fmt.Errorf("creating nftables table %s: %w", RulesTable(n.table), err)
 		}
 	}
-	if !n.owned {
-		// Adding an owned table again would try to drop its owner flag.
-		c.AddTable(tbl)
-	}
-	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: tbl, Type: nftables.ChainTypeNAT,
+	// A NAT chain of its own: while the namespace has one, the kernel
+	// keeps translating the redirected connections, the rules table gone
+	// or not.
+	c.AddChain(&nftables.Chain{Name: "keep", Table: tbl, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
-	out := c.AddChain(&nftables.Chain{Name: "output", Table: tbl, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
 	// Replies of the app to the agent's transparent sockets (passthrough
 	// connections that keep the client's address) must come back to the
 	// agent: the connections it opens are marked in conntrack, and packets
 	// of marked connections get the fwmark that policy routing sends to lo.
 	reply := c.AddChain(&nftables.Chain{Name: "reply", Table: tbl, Type: nftables.ChainTypeRoute,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityMangle})
-	c.FlushChain(pre)
-	c.FlushChain(out)
-	c.FlushChain(reply)
 	mark := binaryutil.NativeEndian.PutUint32(TransparentMark)
 	c.AddRule(&nftables.Rule{Table: tbl, Chain: reply, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
@@ -277,24 +397,9 @@ func (n *Nftables) sync() error {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
 	}})
-	ports := make([]uint16, 0, len(n.ports))
-	for p := range n.ports {
-		ports = append(ports, p)
-	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	for _, p := range ports {
-		c.AddRule(&nftables.Rule{Table: tbl, Chain: pre, Exprs: redirectExprs(p, n.ports[p], false)})
-		c.AddRule(&nftables.Rule{Table: tbl, Chain: out, Exprs: redirectExprs(p, n.ports[p], true)})
-	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("installing redirect rules in table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
+		return fmt.Errorf("creating nftables table %s: %w (the agent needs CAP_NET_ADMIN in the target's network namespace and a kernel with nf_tables)", n.table, err)
 	}
-	if !n.made {
-		if err := EnableTransparent(n.ns.Name()); err != nil {
-			n.transparentErr = err
-		}
-	}
-	n.made = true
 	return nil
 }
 
