@@ -36,6 +36,11 @@ type supervisor struct {
 	started int64          // UnixNano: the times of virtual files
 	stats   counters
 	wg      sync.WaitGroup // slow handlers in flight
+	// wgMu orders slow's Add before finish's Wait: a notification received
+	// as the command exits (another thread's call) may start a handler
+	// while finish waits.
+	wgMu     sync.Mutex
+	finished bool
 }
 
 type counters struct {
@@ -65,6 +70,9 @@ func newSupervisor(ctx context.Context, sess Session, log *slog.Logger) (*superv
 // finish runs when the command has exited: slow handlers finish, pending
 // writes reach the target.
 func (s *supervisor) finish() {
+	s.wgMu.Lock()
+	s.finished = true
+	s.wgMu.Unlock()
 	s.wg.Wait()
 	s.wb.flushAll()
 	s.log.Debug("supervisor stats", "notifications", s.stats.total.Load(), "continued", s.stats.cont.Load(),
@@ -99,6 +107,13 @@ func (s *supervisor) loop() {
 
 // slow runs fn on its own goroutine, tracked so finish can wait for it.
 func (s *supervisor) slow(fn func()) {
+	s.wgMu.Lock()
+	defer s.wgMu.Unlock()
+	if s.finished {
+		// The command has exited: its caller is gone, nothing waits.
+		go fn()
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
