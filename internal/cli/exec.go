@@ -154,6 +154,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	var att *attachment
 	var where string
 	var deadline time.Time
+	var starting bool // the agent's container was not seen running yet
 	if addr != "" {
 		token := os.Getenv(kube.TokenEnv) // for an agent started by hand
 		dial = func(ctx context.Context) (net.Conn, string, error) {
@@ -186,6 +187,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		}
 		dial, redial, where = att.dialFirst, att.redial, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
+		starting = agent.Starting
 	}
 	step := pw.Start("connecting to the agent")
 	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Redial: redial}
@@ -199,9 +201,16 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		if err == nil {
 			break
 		}
+		if starting {
+			// Whether it can still come up (its image, its memory...).
+			err = att.checkStarting(ctx, err)
+		}
 		var ue *UsageError
 		if errors.As(err, &ue) || errors.Is(err, errAgentEnded) || time.Now().After(deadline) || ctx.Err() != nil {
 			err = fmt.Errorf("starting the session with the %s: %w", where, err)
+			if starting && time.Now().After(deadline) {
+				err = fmt.Errorf("the agent was not ready within agent.startup_timeout (%v): %w; raise agent.startup_timeout if the cluster is slow to pull images or schedule pods", cfg.AgentStartupTimeout(), err)
+			}
 			if lim := cfg.Agent.MemoryLimit; lim != "" && !strings.Contains(err.Error(), "agent.memory_limit") {
 				// Short of memory, an agent can also stall instead of
 				// being killed: say what may be wrong.
@@ -217,8 +226,14 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			}
 			return err
 		}
-		// A new agent's listener may need a moment after its container starts.
-		time.Sleep(time.Duration(min(attempt+1, 5)) * 100 * time.Millisecond)
+		// A new agent's listener may need a moment after its container
+		// starts; a starting one is tried often (it answers as soon as it
+		// listens).
+		if starting {
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			time.Sleep(time.Duration(min(attempt+1, 5)) * 100 * time.Millisecond)
+		}
 	}
 	if att != nil {
 		att.tell(sess.Warnf)

@@ -411,6 +411,17 @@ func (a *attachment) dialFirst(ctx context.Context) (net.Conn, string, error) {
 	return nil, "", err
 }
 
+// checkStarting is err, a failed first connection to an agent that was
+// starting, or errAgentEnded with why when its pod says it never will
+// run (its image cannot be pulled, it ran out of memory...).
+func (a *attachment) checkStarting(ctx context.Context, err error) error {
+	_, ag := a.current()
+	if alive, why := a.agentServes(ctx, ag); !alive {
+		return fmt.Errorf("%w: agent pod %s/%s %s", errAgentEnded, ag.Namespace, ag.Pod, why)
+	}
+	return err
+}
+
 // redial is dial for reconnects: when the agent pod no longer serves, it
 // resolves the target again (a workload may have a new pod by now) and
 // finds or starts its agent.
@@ -571,14 +582,20 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	}
 	step = pw.Start("starting the agent")
 	mgr.Progress = func(msg string) { step.Detail("%s", msg) }
-	agent, err := mgr.Ensure(ctx, resolved, opts)
+	// Dialled until it answers, from the moment its pod is on its node.
+	first := opts
+	first.Early = true
+	agent, err := mgr.Ensure(ctx, resolved, first)
 	if err != nil {
 		step.Fail(err)
 		att.replicas.stop(true)
 		return nil, err
 	}
 	how := "shared with other sessions"
-	if agent.Created {
+	switch {
+	case agent.Created && agent.Starting:
+		how = "new, starting"
+	case agent.Created:
 		how = "new"
 	}
 	step.Done(fmt.Sprintf("%s/%s (%s)", agent.Namespace, agent.Pod, how))

@@ -56,8 +56,9 @@ type replicaPod struct {
 	mu       sync.Mutex
 	resolved *kube.Resolved
 	agent    *kube.Agent
-	created  bool // some attempt created its agent
-	joined   bool // the session has connected to its agent
+	created  bool      // some attempt created its agent
+	joined   bool      // the session has connected to its agent
+	ensured  time.Time // when its agent was asked for
 }
 
 func (rp *replicaPod) markStarted() { rp.startedOnce.Do(func() { close(rp.started) }) }
@@ -260,7 +261,14 @@ func (w *replicaWatch) run(ctx context.Context, rp *replicaPod) {
 	for ctx.Err() == nil {
 		err := w.ensure(ctx, rp)
 		if err == nil {
-			w.pw.Pod(rp.name, progress.PodAgentReady, "agent ready")
+			what := "agent ready"
+			rp.mu.Lock()
+			starting := rp.agent.Starting
+			rp.mu.Unlock()
+			if starting {
+				what = "agent pod on its node, starting"
+			}
+			w.pw.Pod(rp.name, progress.PodAgentReady, "%s", what)
 			joined = true
 			w.join(rp) // it marks rp started once connected
 			return
@@ -292,12 +300,15 @@ func (w *replicaWatch) ensure(ctx context.Context, rp *replicaPod) error {
 		return fmt.Errorf("the pod was replaced by another of the same name")
 	}
 	mgr := &kube.AgentManager{Client: w.att.k.client}
-	ag, err := mgr.Ensure(ctx, resolved, w.att.opts)
+	opts := w.att.opts
+	opts.Early = true // dialled until it answers (see going)
+	ensured := time.Now()
+	ag, err := mgr.Ensure(ctx, resolved, opts)
 	if err != nil {
 		return err
 	}
 	rp.mu.Lock()
-	rp.resolved, rp.agent = resolved, ag
+	rp.resolved, rp.agent, rp.ensured = resolved, ag, ensured
 	rp.created = rp.created || ag.Created
 	rp.mu.Unlock()
 	return nil
@@ -359,11 +370,23 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, stri
 }
 
 // going returns session.ErrReplicaGone when rp's pod is deleted, being
-// deleted or replaced: its agent ends with it, and the watch drops it.
+// deleted or replaced: its agent ends with it, and the watch drops it;
+// session.ErrReplicaStarting while its new agent has not started within
+// agent.startup_timeout and its pod does not say it cannot.
 func (w *replicaWatch) going(ctx context.Context, rp *replicaPod) error {
 	p, err := w.att.k.client.CoreV1().Pods(w.ns).Get(ctx, rp.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || (err == nil && (p.UID != rp.uid || p.DeletionTimestamp != nil)) {
 		return session.ErrReplicaGone
+	}
+	rp.mu.Lock()
+	ag, ensured := rp.agent, rp.ensured
+	rp.mu.Unlock()
+	if ag == nil || !ag.Starting || time.Since(ensured) > w.att.opts.StartupTimeout {
+		return nil
+	}
+	ap, err := w.att.k.client.CoreV1().Pods(ag.Namespace).Get(ctx, ag.Pod, metav1.GetOptions{})
+	if err == nil && ap.DeletionTimestamp == nil && kube.AgentPodState(ap) == nil {
+		return session.ErrReplicaStarting
 	}
 	return nil
 }

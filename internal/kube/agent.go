@@ -60,6 +60,12 @@ type AgentOptions struct {
 	// MemoryLimit limits the Job agent's memory (zero: no limit).
 	// Ephemeral containers cannot have resources.
 	MemoryLimit resource.Quantity
+	// Early makes Ensure return a new Job agent once its pod is on its
+	// node and its container is not failing, before the API says it runs
+	// (Agent.Starting): the kubelet reports a started container up to a
+	// second late (its relist period), while a port-forward reaches the
+	// agent as soon as it listens. The caller dials until it answers.
+	Early bool
 }
 
 // Agent is a running agent: the pod and port to port-forward to.
@@ -70,6 +76,9 @@ type Agent struct {
 	Name      string // Job or ephemeral container name
 	Created   bool   // this call created it; false: an existing agent is shared
 	Token     string // what clients must present to the agent
+	// Starting: returned early (AgentOptions.Early), its container was
+	// not seen running yet; dials fail until the agent listens.
+	Starting bool
 }
 
 // TokenEnv carries the agent's token into its container.
@@ -239,14 +248,14 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 		created, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 		if err == nil {
 			m.say("created agent job %s/%s", ns, name)
-			pod, err := m.waitJobPod(ctx, ns, created)
+			pod, starting, err := m.waitJobPod(ctx, ns, created, o.Early)
 			if err != nil {
 				// Never leave a broken agent behind: the next session would
 				// share it and fail the same way.
 				m.deleteJob(context.WithoutCancel(ctx), ns, name)
 				return nil, err
 			}
-			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token}, nil
+			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token, Starting: starting}, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, admissionError(err, ns, "jobs")
@@ -262,13 +271,13 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 			return nil, forbiddenHint(gerr, "get", "jobs", ns)
 		}
 		if !jobFinished(existing) && existing.DeletionTimestamp == nil {
-			pod, err := m.waitJobPod(ctx, ns, existing)
+			pod, starting, err := m.waitJobPod(ctx, ns, existing, o.Early)
 			if err == nil {
 				m.say("sharing the running agent job %s/%s", ns, name)
 				if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
 					token = tokenOf(cs[0].Env)
 				}
-				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token}, nil
+				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token, Starting: starting}, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err
@@ -332,17 +341,23 @@ func waitGone(ctx context.Context, get func() error) error {
 	})
 }
 
-// waitJobPod waits until the Job's pod runs its agent container, failing
-// fast on image pull errors and pod failures. Pods are matched by the
-// Job's UID: an earlier Job of the same name may still have pods around.
-func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.Job) (string, error) {
+// waitJobPod waits until the Job's pod runs its agent container (early:
+// until it is on its node and its container is not failing; starting
+// then says it does not run yet), failing fast on image pull errors and
+// pod failures. Pods are matched by the Job's UID: an earlier Job of the
+// same name may still have pods around.
+func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.Job, early bool) (pod string, starting bool, err error) {
 	var last string
 	var result string
 	selector := "controller-uid=" + string(job.UID) // set by the Job controller on every pod it makes
 	if job.UID == "" {
 		selector = "job-name=" + job.Name
 	}
-	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	every := 250 * time.Millisecond
+	if early {
+		every = 100 * time.Millisecond // the pod appears within moments of its Job
+	}
+	err = wait.PollUntilContextCancel(ctx, every, true, func(ctx context.Context) (bool, error) {
 		pods, err := m.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, forbiddenHint(err, "list", "pods", ns)
@@ -363,6 +378,10 @@ func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.J
 			return false, err
 		}
 		last = msg
+		if early && !ready && p.Spec.NodeName != "" && p.DeletionTimestamp == nil {
+			result, starting = p.Name, true
+			return true, nil
+		}
 		if ready {
 			result = p.Name
 		}
@@ -370,11 +389,11 @@ func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.J
 	})
 	if err != nil {
 		if ctx.Err() != nil && last != "" {
-			return "", fmt.Errorf("%s: %w", last, err)
+			return "", false, fmt.Errorf("%s: %w", last, err)
 		}
-		return "", err
+		return "", false, err
 	}
-	return result, nil
+	return result, starting, nil
 }
 
 // jobCreateFailure returns the message of a FailedCreate event of the Job

@@ -40,7 +40,8 @@ func runJobPods(t *testing.T, cs *fake.Clientset, state corev1.ContainerState) {
 				if len(j.Spec.Template.Spec.Containers) == 0 {
 					continue
 				}
-				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: j.Name + "-x", Namespace: "demo", Labels: map[string]string{"job-name": j.Name}}}
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: j.Name + "-x", Namespace: "demo", Labels: map[string]string{"job-name": j.Name}},
+					Spec: j.Spec.Template.Spec}
 				p.Status.Phase = corev1.PodPending
 				if state.Running != nil {
 					p.Status.Phase = corev1.PodRunning
@@ -164,5 +165,43 @@ func TestEnsureStartupTimeoutRateLimited(t *testing.T) {
 	_, err = m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "tether.local/tether-agent:dev", StartupTimeout: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "the agent was not ready within agent.startup_timeout (2s)") || !strings.Contains(err.Error(), "raise agent.startup_timeout") {
 		t.Fatalf("err = %v, want the start-up timeout", err)
+	}
+}
+
+// TestEnsureJobEarly: with Early, Ensure returns a new agent whose pod is
+// on its node while its container is still being created (Starting);
+// without, it waits for the container to run. A failing container fails
+// either way.
+func TestEnsureJobEarly(t *testing.T) {
+	creating := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	for _, tc := range []struct {
+		name    string
+		state   corev1.ContainerState
+		early   bool
+		want    string // "starting", "timeout" or an error's text
+		timeout time.Duration
+	}{
+		{"early, being created", creating, true, "starting", 5 * time.Second},
+		{"not early, being created", creating, false, "not ready within agent.startup_timeout", time.Second},
+		{"early, image cannot be pulled", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}}, true, "cannot be pulled", 5 * time.Second},
+		{"early, running", corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}, true, "running", 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset()
+			runJobPods(t, cs, tc.state)
+			m := &AgentManager{Client: cs}
+			a, err := m.Ensure(context.Background(), resolvedTarget(), AgentOptions{Image: "tether.local/tether-agent:dev", StartupTimeout: tc.timeout, Early: tc.early})
+			switch {
+			case tc.want == "starting" || tc.want == "running":
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.Starting != (tc.want == "starting") {
+					t.Errorf("Starting = %v, want %v", a.Starting, tc.want == "starting")
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -24,7 +24,8 @@ type replica struct {
 	name string // the pod's name, for messages
 	dial func(ctx context.Context) (net.Conn, string, error)
 	// gone, if set, tells after a failed connect whether the pod is going
-	// away (it returns ErrReplicaGone): then nothing is said.
+	// away (it returns ErrReplicaGone) or its agent still starts
+	// (ErrReplicaStarting): then nothing is said.
 	gone func(ctx context.Context) error
 
 	stop     chan struct{}
@@ -42,6 +43,14 @@ type replica struct {
 // away: the replica then waits, silently, to be removed.
 var ErrReplicaGone = errors.New("the pod is going away")
 
+// ErrReplicaStarting is what a replica's gone function returns while its
+// agent is still starting: the replica tries again soon, silently, and
+// its first outcome (AddReplica's ready) is the first other one.
+var ErrReplicaStarting = errors.New("its agent is starting")
+
+// replicaStartingRetry is how often a starting replica's agent is tried.
+const replicaStartingRetry = 100 * time.Millisecond
+
 // Replica timing: reconnects back off up to replicaMaxBackoff; a replica
 // subscription waits at most replicaCallTimeout.
 const (
@@ -54,7 +63,9 @@ const (
 // subscriptions the program has made and will make. ready gets the first
 // connection's outcome (a failure is said once and the replica keeps
 // retrying). gone, if not nil, is asked after a failed connection whether
-// the pod is going away (ErrReplicaGone): then the failure is not said.
+// the pod is going away (ErrReplicaGone), then the failure is not said,
+// or whether its agent is still starting (ErrReplicaStarting), then it is
+// tried again soon and ready waits.
 // Adding a key twice does nothing.
 func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, string, error), gone func(ctx context.Context) error) (ready <-chan error) {
 	done := make(chan error, 1)
@@ -204,6 +215,17 @@ func (r *replica) run(ready chan<- error) {
 	first, lost := true, false
 	for {
 		mux, err := r.connect()
+		if errors.Is(err, ErrReplicaStarting) {
+			select {
+			case <-r.stop:
+				if first {
+					ready <- errors.New("removed while its agent was starting")
+				}
+				return
+			case <-time.After(replicaStartingRetry):
+			}
+			continue
+		}
 		if first {
 			ready <- err
 			first = false
@@ -267,7 +289,7 @@ func (r *replica) connect() (protocol.Mux, error) {
 	if err != nil && r.gone != nil && !errors.Is(err, ErrReplicaGone) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if gerr := r.gone(ctx); errors.Is(gerr, ErrReplicaGone) {
+		if gerr := r.gone(ctx); errors.Is(gerr, ErrReplicaGone) || errors.Is(gerr, ErrReplicaStarting) {
 			return nil, fmt.Errorf("%w: %v", gerr, err)
 		}
 	}

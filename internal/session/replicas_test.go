@@ -273,3 +273,46 @@ func TestAdoptReplica(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaStarting: while a replica's agent is still starting (gone
+// says ErrReplicaStarting), its failed connections are tried again soon
+// and silently, and AddReplica's ready waits for the first real outcome.
+func TestReplicaStarting(t *testing.T) {
+	_, other, s, msgs := replicaRig(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := addrOf(ln.Addr().String())
+	ln.Close() // its agent does not listen yet
+	var asked atomic.Int64
+	ready := s.AddReplica("uid-2", "web-2", dialTo(addr), func(context.Context) error {
+		asked.Add(1)
+		if *addr.Load() != other.agentAdr {
+			return ErrReplicaStarting
+		}
+		return nil
+	})
+	select {
+	case err := <-ready:
+		t.Fatalf("ready while its agent starts: %v", err)
+	case <-time.After(600 * time.Millisecond):
+	}
+	if n := asked.Load(); n < 3 {
+		t.Errorf("tried %d times in 600ms while starting, want it tried every %v", n, replicaStartingRetry)
+	}
+	addr.Store(&other.agentAdr) // it listens
+	start := time.Now()
+	if err := <-ready; err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("connected %v after its agent listened", took)
+	}
+	if got := get(t, other.client(t), "/a", "me"); !strings.Contains(got, "who=local") {
+		t.Errorf("a matching request to the replica: %q, want the local listener's answer", got)
+	}
+	if strings.Contains(msgs.String(), "web-2") {
+		t.Errorf("said something of the starting replica:\n%s", msgs)
+	}
+}
