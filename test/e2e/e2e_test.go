@@ -268,8 +268,23 @@ func (p *tetherProc) stop(t *testing.T) {
 // waitStderr waits until tether's stderr contains s.
 func (p *tetherProc) waitStderr(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
+	p.waitStderrAny(t, timeout, s)
+}
+
+// waitStderrAny waits until tether's stderr has one of alts.
+func (p *tetherProc) waitStderrAny(t *testing.T, timeout time.Duration, alts ...string) {
+	t.Helper()
+	s := strings.Join(alts, `" or "`)
+	has := func() bool {
+		for _, a := range alts {
+			if strings.Contains(p.Stderr(), a) {
+				return true
+			}
+		}
+		return false
+	}
 	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.Stderr(), s) {
+	for !has() {
 		select {
 		case <-p.done:
 			t.Fatalf("tether exited (%v) before printing %q\nstderr:\n%s\nstdout:\n%s", p.cmd.ProcessState, s, p.Stderr(), p.Stdout())

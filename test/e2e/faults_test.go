@@ -337,7 +337,9 @@ func TestFaults(t *testing.T) {
 		began := time.Now()
 		fault(old)
 		p.waitStderr(t, said(old), 2*time.Minute)
-		p.waitStderr(t, "subscribing the program's ports again", time.Minute)
+		// Its subscription again: made anew, or, when the Deployment's new
+		// pod was ready first (a replica of the session), taken over.
+		p.waitStderrAny(t, time.Minute, "subscribing the program's ports again", "took over the session that received that pod's traffic")
 		waitAnswer(t, url, "fault", "local", time.Minute, p)
 		took := time.Since(began)
 		l.setPhase("after")
