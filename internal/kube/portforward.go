@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,12 +106,40 @@ func (c *pfConn) readErrors(s streamhttp.Stream) {
 	b, err := io.ReadAll(s)
 	if len(b) > 0 {
 		c.errMu.Lock()
-		c.remote = errors.New(strings.TrimSpace(string(b)))
+		c.remote = forwardError(strings.TrimSpace(string(b)))
 		c.errMu.Unlock()
 		c.data.Reset()
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		_ = err
 	}
+}
+
+// refusedError is the kubelet's report that nothing listens on the
+// port in the pod: said short, and it is a syscall.ECONNREFUSED.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string {
+	return "nothing listens on the port in the pod (connection refused; the kubelet said: " + e.msg + ")"
+}
+
+func (e *refusedError) Unwrap() error { return syscall.ECONNREFUSED }
+
+// forwardError is the error for what the kubelet reported on a
+// port-forward's error stream.
+func forwardError(msg string) error {
+	if strings.Contains(msg, "connection refused") {
+		// "error forwarding port 7077 to pod ID, uid : failed to execute
+		// portforward in network namespace ...: failed to connect to
+		// localhost:7077 inside namespace ...: connection refused ..."
+		if i := strings.Index(msg, "failed to connect to "); i >= 0 {
+			msg = msg[i:]
+			if j := strings.Index(msg, " inside namespace"); j >= 0 {
+				msg = msg[:j]
+			}
+		}
+		return &refusedError{msg: msg}
+	}
+	return errors.New(msg)
 }
 
 // remoteErr waits briefly for the error stream, which explains an EOF

@@ -42,6 +42,11 @@ func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
 		if hungUp(err) {
 			return w, closed
 		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// Through a port-forward: the pod is there, its agent is not
+			// listening (not yet, or not any more).
+			return w, fmt.Errorf("reading the agent's welcome from %s: %w: the agent is not running there", conn.RemoteAddr(), err)
+		}
 		return w, fmt.Errorf("reading the agent's welcome from %s: %w (is it a tether-agent? check the agent address)", conn.RemoteAddr(), err)
 	}
 	if w.Error != "" {
