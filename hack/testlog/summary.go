@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 	"path"
+	"os/exec"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 )
@@ -183,9 +183,18 @@ func firstError(lines []string) string {
 	return "(no output)"
 }
 
+// goroot is Go's own source tree, as `go env GOROOT` says.
+var goroot = func() string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "/usr/local/go"
+	}
+	return strings.TrimSpace(string(out))
+}()
+
 // stdlib reports whether a race report's file is Go's own.
 func stdlib(file string) bool {
-	return strings.HasPrefix(file, runtime.GOROOT()+"/") || strings.HasPrefix(file, "/usr/local/go/src/")
+	return strings.HasPrefix(file, goroot+"/src/")
 }
 
 func racePlaces(lines []string) string {

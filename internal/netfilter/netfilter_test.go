@@ -29,10 +29,10 @@ func TestStale(t *testing.T) {
 		{TableName(100, 5000), false}, // its agent is alive
 		{RulesTable(TableName(100, 5000)), false},
 		{RulesTable(TableName(200, 5000)), true},
-		{TableName(100, 4000), true},  // pid reused by another process
-		{TableName(200, 5000), true},  // owner gone
-		{"tether-deadbeef", true},     // not ours in this format: stale
-		{"filter", false},             // not a tether table at all
+		{TableName(100, 4000), true}, // pid reused by another process
+		{TableName(200, 5000), true}, // owner gone
+		{"tether-deadbeef", true},    // not ours in this format: stale
+		{"filter", false},            // not a tether table at all
 	}
 	for _, tt := range tests {
 		if got := Stale(tt.name, startTimeOf); got != tt.want {
