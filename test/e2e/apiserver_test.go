@@ -81,10 +81,7 @@ func TestAPIServerRestart(t *testing.T) {
 		start("deployment/web", "apiserver", 8080),
 		start("pod/"+target.Name, "apiserver-pod", 8081),
 	}
-	agents := agentPods(t, ns)
-	if len(agents) != 1 {
-		t.Fatalf("agent pods %v, want one shared by both sessions", podNames(agents))
-	}
+	agents := runningAgentPods(t, ns, 1, 30*time.Second) // one, shared by both sessions
 	followLogs(t, ns, agents[0].Name)
 
 	l := startLoad(t, url, remote)

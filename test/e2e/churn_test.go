@@ -353,10 +353,7 @@ func TestChurnSoak(t *testing.T) {
 	if len(alive) == 0 {
 		t.Fatalf("the first session did not start: %v", st.failures)
 	}
-	agent := agentPods(t, ns)
-	if len(agent) != 1 {
-		t.Fatalf("agent pods %v, want one", podNames(agent))
-	}
+	agent := runningAgentPods(t, ns, 1, 30*time.Second)
 	followLogs(t, ns, agent[0].Name)
 	if b, err := client.CoreV1().Pods(ns).GetLogs(agent[0].Name, &corev1.PodLogOptions{}).DoRaw(context.Background()); err == nil {
 		for _, l := range lines(string(b)) {

@@ -251,11 +251,7 @@ func TestFaults(t *testing.T) {
 		return &waitPodsReady(t, ns, "app=web", 1, 2*time.Minute)[0]
 	}
 	agentPod := func(t *testing.T) *corev1.Pod {
-		pods := agentPods(t, ns)
-		if len(pods) != 1 {
-			t.Fatalf("agent pods %v, want one", podNames(pods))
-		}
-		return &pods[0]
+		return &runningAgentPods(t, ns, 1, 30*time.Second)[0]
 	}
 	baselines := map[string]loadResult{}
 	// finish stops the session, compares the load with the baseline

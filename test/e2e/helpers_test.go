@@ -205,6 +205,32 @@ func agentPods(t *testing.T, ns string) []corev1.Pod {
 	return out
 }
 
+// runningAgentPods waits until ns has want agent pods and the API shows
+// each one's agent container running (a session may start on a new agent
+// before the kubelet has reported that: it dials the agent early).
+func runningAgentPods(t *testing.T, ns string, want int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pods := agentPods(t, ns)
+		running := 0
+		for _, p := range pods {
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.Name == "agent" && cs.State.Running != nil && p.Status.PodIP != "" {
+					running++
+				}
+			}
+		}
+		if len(pods) == want && running == want {
+			return pods
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent pods %v (%d with a running agent), want %d running within %v", podNames(pods), running, want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // agentJobs returns the names of the agent jobs of ns.
 func agentJobs(t *testing.T, ns string) []string {
 	t.Helper()

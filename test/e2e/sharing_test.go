@@ -50,7 +50,7 @@ func TestSharedAgent(t *testing.T) {
 		if !strings.Contains(p.Stderr(), agent) {
 			t.Errorf("a session does not use agent pod %s:\n%s", agent, p.Stderr())
 		}
-		if strings.Contains(p.Stderr(), "(new)") {
+		if strings.Contains(p.Stderr(), "(new)") || strings.Contains(p.Stderr(), "(new, starting)") {
 			created++
 		}
 		if strings.Contains(p.Stderr(), "(shared with other sessions)") {

@@ -69,11 +69,7 @@ func TestSpawnModes(t *testing.T) {
 		stop := filepath.Join(dir, "stop-job")
 		p := startTether(t, dir, append(append([]string{}, args...), append([]string{"--"}, untilStopped(targetScript, stop)...)...)...)
 		checkTargetOutput(t, p, ns, target)
-		pods := agentPods(t, ns)
-		if len(pods) != 1 {
-			t.Fatalf("agent pods %v, want one", podNames(pods))
-		}
-		a := pods[0]
+		a := runningAgentPods(t, ns, 1, 30*time.Second)[0]
 		if !a.Spec.HostPID {
 			t.Errorf("agent pod %s has no hostPID", a.Name)
 		}
@@ -154,11 +150,7 @@ func TestSpawnModes(t *testing.T) {
 		p := startTether(t, dir, append([]string{"exec", "-f", cfg, "-n", ns, "-t", "targetless", "--progress", "plain", "--"},
 			untilStopped("getent hosts web >/dev/null && echo resolved", stop)...)...)
 		p.waitStdout(t, "resolved\nready\n", 3*time.Minute)
-		pods := agentPods(t, ns)
-		if len(pods) != 1 {
-			t.Fatalf("agent pods %v, want one", podNames(pods))
-		}
-		a := pods[0]
+		a := runningAgentPods(t, ns, 1, 30*time.Second)[0]
 		if a.Spec.HostPID {
 			t.Errorf("targetless agent pod %s has hostPID", a.Name)
 		}
