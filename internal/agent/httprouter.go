@@ -251,11 +251,19 @@ func (r *httpRouter) proxy(cs *connState, target *subscription, h2 bool, onErr f
 			if !errors.Is(err, context.Canceled) {
 				r.in.log.Warn("passing a request through to the app failed", "dst", cs.dst.String(), "err", err)
 			}
-			if appGone(err) && !h2 {
+			switch {
+			case h2:
+			case appGone(err):
 				// The app is gone (its container is stopping): reset the
 				// client's connection, as the kernel would without tether,
 				// rather than answer for the app.
 				resetConn(cs.raw)
+				panic(http.ErrAbortHandler)
+			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+				// The app closed the connection without an answer (it is
+				// exiting): so does the agent, and the client sees the
+				// same end as without tether, not a 502 from us.
+				cs.raw.Close()
 				panic(http.ErrAbortHandler)
 			}
 			w.WriteHeader(http.StatusBadGateway)

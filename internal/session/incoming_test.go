@@ -56,6 +56,13 @@ func whoServerAt(t *testing.T, name, addr string) (netip.AddrPort, *seenLog) {
 		if strings.HasPrefix(r.URL.Path, "/slow") {
 			time.Sleep(300 * time.Millisecond) // in flight across a switch
 		}
+		if r.URL.Path == "/hangup" {
+			// An app that exits mid-request: the connection ends unanswered.
+			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
 		fmt.Fprintf(w, "who=%s path=%s client=%s", name, r.URL.Path, r.RemoteAddr)
 	})}
 	go srv.Serve(ln)
@@ -361,5 +368,25 @@ func TestIncomingLoopbackNotSubscribed(t *testing.T) {
 		if !strings.Contains(msgs.String(), want) {
 			t.Errorf("messages lack %q: %q", want, msgs.String())
 		}
+	}
+}
+
+// TestPassthroughAppHangsUp: an unmatched request whose app closes the
+// connection without answering (it is exiting) ends the same way for
+// the client, not with an answer of the agent's own (a 502).
+func TestPassthroughAppHangsUp(t *testing.T) {
+	r := newIncomingRig(t)
+	if _, _, _, err := r.session(t, "local", stealCfg("^x-tether-user: me$")); err != nil {
+		t.Fatal(err)
+	}
+	c := r.client(t)
+	req, _ := newGet("/hangup", "")
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("the app hung up, the client got %s; want its connection to end unanswered", resp.Status)
+	}
+	if got := get(t, c, "/after", ""); !strings.Contains(got, "who=pod") {
+		t.Errorf("the next request: %q, want the app's answer", got)
 	}
 }
