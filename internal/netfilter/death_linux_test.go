@@ -17,6 +17,45 @@ import (
 	"github.com/tether-dev/tether/internal/netns"
 )
 
+// holdConnections is the child of the death tests: an agent that
+// redirects port 8080 in the namespace ns to its listener, says "ready",
+// accepts and holds n connections, says "held!" and waits to be killed
+// (connections after those wait in its listener's queue).
+func holdConnections(ns, table string, n int) {
+	var ln *net.TCPListener
+	err := netns.Do(ns, unix.CLONE_NEWNET, func() (err error) {
+		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{})
+		return err
+	})
+	var r *Nftables
+	if err == nil {
+		r, err = NewNftables(ns, table)
+	}
+	if err == nil {
+		err = r.Redirect(8080, uint16(ln.Addr().(*net.TCPAddr).Port))
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	var conns []net.Conn
+	for range n {
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("held!")
+	time.Sleep(time.Minute) // the test kills it
+	for _, c := range conns {
+		c.Close()
+	}
+	os.Exit(0)
+}
+
 // TestRulesReleasedFirst: when the agent is SIGKILLed while clients keep
 // opening connections to the app's port, none is refused. The redirect
 // rules go first (before the agent's listener): a connection opened
@@ -29,39 +68,7 @@ import (
 func TestRulesReleasedFirst(t *testing.T) {
 	const held = 50
 	if ns := os.Getenv("TETHER_NFT_FIRST_NS"); ns != "" {
-		// The child: an agent holding redirected connections.
-		var ln *net.TCPListener
-		err := netns.Do(ns, unix.CLONE_NEWNET, func() (err error) {
-			ln, err = net.ListenTCP("tcp4", &net.TCPAddr{})
-			return err
-		})
-		var r *Nftables
-		if err == nil {
-			r, err = NewNftables(ns, os.Getenv("TETHER_NFT_FIRST_TABLE"))
-		}
-		if err == nil {
-			err = r.Redirect(8080, uint16(ln.Addr().(*net.TCPAddr).Port))
-		}
-		if err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
-		}
-		fmt.Println("ready")
-		var conns []net.Conn
-		for range held {
-			c, err := ln.Accept()
-			if err != nil {
-				fmt.Println("error:", err)
-				os.Exit(1)
-			}
-			conns = append(conns, c)
-		}
-		fmt.Println("held!")
-		time.Sleep(time.Minute) // the test kills it; later connections wait in the queue
-		for _, c := range conns {
-			c.Close()
-		}
-		os.Exit(0)
+		holdConnections(ns, os.Getenv("TETHER_NFT_FIRST_TABLE"), held)
 	}
 	ns := newNetNS(t)
 	// The app on the port the agent redirects.

@@ -348,39 +348,7 @@ func TestTableDiesWithOwner(t *testing.T) {
 func TestOwnerReleasedLast(t *testing.T) {
 	const clients = 20
 	if ns := os.Getenv("TETHER_NFT_LAST_NS"); ns != "" {
-		// The child: an agent holding redirected connections.
-		var ln *net.TCPListener
-		err := netns.Do(ns, unix.CLONE_NEWNET, func() (err error) {
-			ln, err = net.ListenTCP("tcp4", &net.TCPAddr{})
-			return err
-		})
-		var r *Nftables
-		if err == nil {
-			r, err = NewNftables(ns, os.Getenv("TETHER_NFT_LAST_TABLE"))
-		}
-		if err == nil {
-			err = r.Redirect(8080, uint16(ln.Addr().(*net.TCPAddr).Port))
-		}
-		if err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
-		}
-		fmt.Println("ready")
-		var held []net.Conn
-		for range clients {
-			c, err := ln.Accept()
-			if err != nil {
-				fmt.Println("error:", err)
-				os.Exit(1)
-			}
-			held = append(held, c)
-		}
-		fmt.Println("held!")
-		time.Sleep(time.Minute)
-		for _, c := range held { // never reached: the test kills it
-			c.Close()
-		}
-		os.Exit(0)
+		holdConnections(ns, os.Getenv("TETHER_NFT_LAST_TABLE"), clients)
 	}
 	ns := newNetNS(t)
 	cmd, out := startChild(t, "TestOwnerReleasedLast", "TETHER_NFT_LAST_NS="+ns, "TETHER_NFT_LAST_TABLE="+TableName(os.Getpid(), 3))
