@@ -140,7 +140,7 @@ func netfilterLeftovers(t *testing.T, pid int) []string {
 // the OOM killer does with a container's memory.oom.group): the processes
 // in the same cgroups as the container's main process. It returns when
 // they have all died.
-func killContainer(t *testing.T, p *corev1.Pod, container string) time.Time {
+func killContainer(t *testing.T, p *corev1.Pod, container string) (signalled, dead time.Time) {
 	t.Helper()
 	main := containerPID(t, p, container)
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", main))
@@ -159,27 +159,26 @@ func killContainer(t *testing.T, p *corev1.Pod, container string) time.Time {
 	if len(pids) < 2 {
 		t.Fatalf("found %v in the agent container's cgroups, want its parent and worker", pids)
 	}
+	signalled = time.Now()
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	return deadAt(t, pids)
+	return signalled, deadAt(t, pids)
 }
 
-// deadAt waits until the processes pids have exited (gone, or zombies:
-// their files are released) and returns the first moment all were seen
-// so. A killed process dies some moments after the signal: until then its
-// listeners still complete handshakes (the kernel does it), and those
-// connections are reset when it exits.
+// deadAt waits until the processes pids have exited and returns the first
+// moment all were seen so. A process has exited when every one of its
+// threads has: the group leader shows as a zombie as soon as it exits
+// itself, but the files (the listeners, the connections, the nftables
+// sockets) stay open until its last thread is done. A killed process dies
+// some moments after the signal: until then its listeners still complete
+// handshakes (the kernel does it), and those connections are reset when
+// it exits.
 func deadAt(t *testing.T, pids []int) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
-		for {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			// The state follows the command's closing parenthesis.
-			if i := bytes.LastIndexByte(b, ')'); err != nil || (i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')) {
-				break
-			}
+		for !exited(pid) {
 			if time.Now().After(deadline) {
 				t.Fatalf("process %d still alive 30s after SIGKILL", pid)
 			}
@@ -187,6 +186,19 @@ func deadAt(t *testing.T, pids []int) time.Time {
 		}
 	}
 	return time.Now()
+}
+
+// exited reports whether all threads of process pid are gone or zombies.
+func exited(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/stat", pid))
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		// The state follows the command's closing parenthesis.
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X' {
+			return false
+		}
+	}
+	return true
 }
 
 // faultRow is one line of the fault table printed at the end.
@@ -321,7 +333,7 @@ func TestFaults(t *testing.T) {
 	// and subscribed again and filtered requests are answered locally
 	// again. It returns the load, the session, the pod before the fault
 	// and how long the recovery took.
-	var current *load // the load of the fault under way, for agentDied
+	var current *load // the load of the fault under way, for died
 	underFault := func(t *testing.T, victim func(*testing.T) *corev1.Pod, fault func(old *corev1.Pod), said func(old *corev1.Pod) string) (*load, *tetherProc, *corev1.Pod, time.Duration) {
 		p := start(t, cfg)
 		l := startLoad(t, url, remote)
@@ -347,7 +359,7 @@ func TestFaults(t *testing.T) {
 	t.Run("agent_sigkill", func(t *testing.T) {
 		l, p, _, took := underFault(t, agentPod, func(old *corev1.Pod) {
 			// The requests it carried when it died die with it.
-			current.agentDied(killContainer(t, old, "agent"))
+			current.died(killContainer(t, old, "agent"))
 		}, resubscribed)
 		finish(t, "agent SIGKILLed (all its processes)", l, p, fmt.Sprintf("new agent, stealing again after %v", took.Round(100*time.Millisecond)), steady)
 	})
@@ -414,6 +426,7 @@ func TestFaults(t *testing.T) {
 	// tether in an earlier run here (a minimum of 3 s).
 	withoutTether := func(t *testing.T, name string, fault func(old *corev1.Pod), back func(old *corev1.Pod)) {
 		l := startLoad(t, url, remote)
+		current = l
 		time.Sleep(2 * time.Second)
 		old := targetPod(t)
 		l.setPhase("during")
@@ -432,7 +445,13 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	killApp := func(old *corev1.Pod) { syscall.Kill(containerPID(t, old, "app"), syscall.SIGKILL) }
+	// killApp SIGKILLs the app: the requests it serves die with it.
+	killApp := func(old *corev1.Pod) {
+		pid := containerPID(t, old, "app")
+		from := time.Now()
+		syscall.Kill(pid, syscall.SIGKILL)
+		current.died(from, deadAt(t, []int{pid}))
+	}
 	// freshPod replaces the target pod by a new one: the kubelet restarts
 	// a killed container at once only the first time (then with a
 	// growing back-off), so each container kill gets a pod never killed.

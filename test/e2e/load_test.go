@@ -63,8 +63,21 @@ type load struct {
 	stop      chan struct{}
 	stopOnce  sync.Once
 	done      sync.WaitGroup
-	// agentDeath is when the test SIGKILLed the agent (zero: it did not).
-	agentDeath time.Time
+	// death is when a process the test killed died (zero: none).
+	death death
+}
+
+// death is the moment a process carrying the load's connections (the
+// agent, the app) was killed: from the signal until all its threads had
+// exited. A request in flight then dies with the process, with or
+// without tether.
+type death struct{ from, to time.Time }
+
+// carried reports whether failure f is a reset or EOF of a request in
+// flight at the death: sent before the process was gone and ended after
+// it was signalled.
+func (d death) carried(f failure) bool {
+	return !d.to.IsZero() && (f.kind == kindReset || f.kind == kindEOF) && f.sent.Before(d.to) && !f.ended.Before(d.from)
 }
 
 // phaseCount is what happened to the requests sent in one phase.
@@ -77,13 +90,14 @@ type phaseCount struct {
 	first, last map[string]time.Duration
 	fails       []failure
 	oks         []time.Time // when each answered request was sent
-	agentDeath  time.Time   // see load.agentDied
+	death       death       // see load.died
 }
 
-// failure is one failed request: its kind and when it was sent.
+// failure is one failed request: its kind, when it was sent and when it
+// failed.
 type failure struct {
-	kind string
-	sent time.Time
+	kind        string
+	sent, ended time.Time
 }
 
 // gone is when the first request of the phase found the app gone (no
@@ -100,8 +114,8 @@ func (p *phaseCount) gone() time.Time {
 
 // atDeath counts the resets and EOFs of requests sent before the app was
 // found gone: in flight when it died, they fail with or without tether;
-// and those of requests sent before the killed agent died (agentDied),
-// which died with the process that carried them.
+// and those of requests in flight when the test killed a process that
+// carried them (load.died).
 func (p *phaseCount) atDeath() int64 {
 	var n int64
 	for _, f := range p.fails {
@@ -113,13 +127,14 @@ func (p *phaseCount) atDeath() int64 {
 }
 
 // inFlightAtDeath reports whether failure f is a reset or EOF of a request
-// sent before the app was found gone or before the agent was killed.
+// sent before the app was found gone or in flight at a death the test
+// caused.
 func (p *phaseCount) inFlightAtDeath(f failure) bool {
 	if f.kind != kindReset && f.kind != kindEOF {
 		return false
 	}
 	g := p.gone()
-	return (!g.IsZero() && f.sent.Before(g)) || (!p.agentDeath.IsZero() && f.sent.Before(p.agentDeath))
+	return (!g.IsZero() && f.sent.Before(g)) || p.death.carried(f)
 }
 
 // downtime is the app's own downtime in the phase: from the first request
@@ -219,16 +234,16 @@ func waitServed(t *testing.T, url, user, want string) {
 	}
 }
 
-// agentDied tells the load that the killed agent died at t (its
-// processes exited, which follows the signal by some moments): the
-// requests it carried then (sent before t, failed by a reset or an EOF)
-// die with any process that carries a connection, and count as
-// atDeath's.
-func (l *load) agentDied(t time.Time) {
+// died tells the load that the test killed a process that carries its
+// requests (the agent, the app) at from and that all its threads had
+// exited at to (some moments later): the requests it carried then (a
+// reset or an EOF, sent before to and ended after from) die with any
+// process that carries a connection, and count as atDeath's.
+func (l *load) died(from, to time.Time) {
 	l.mu.Lock()
-	l.agentDeath = t
+	l.death = death{from, to}
 	for _, pc := range l.counts {
-		pc.agentDeath = t
+		pc.death = l.death
 	}
 	l.mu.Unlock()
 }
@@ -237,7 +252,7 @@ func (l *load) agentDied(t time.Time) {
 func (l *load) setPhase(phase string) {
 	l.mu.Lock()
 	if l.counts[phase] == nil {
-		l.counts[phase] = &phaseCount{byKind: map[string]int64{}, began: time.Now(), first: map[string]time.Duration{}, last: map[string]time.Duration{}, agentDeath: l.agentDeath}
+		l.counts[phase] = &phaseCount{byKind: map[string]int64{}, began: time.Now(), first: map[string]time.Duration{}, last: map[string]time.Duration{}, death: l.death}
 		l.order = append(l.order, phase)
 	}
 	l.mu.Unlock()
@@ -274,7 +289,7 @@ func (l *load) run() {
 			}
 			pc.last[kind] = at
 			pc.byKind[kind]++
-			pc.fails = append(pc.fails, failure{kind, start})
+			pc.fails = append(pc.fails, failure{kind, start, time.Now()})
 			if len(pc.samples) < 5 {
 				pc.samples = append(pc.samples, fmt.Sprintf("%s %s (sent %s): %v", phase, kind, start.Format("15:04:05.000"), err))
 			}
@@ -362,15 +377,16 @@ func (r loadResult) String() string {
 //   - resets and EOFs at most as many as in the baseline's phase, not
 //     counting those of requests in flight when the app died (sent before
 //     a request found it gone), which fail with or without tether, nor
-//     those in flight when the test killed the agent (load.agentDied), no
-//     more than one per client (each has one request at a time);
+//     those in flight when the test killed the agent or the app
+//     (load.died), no more than one per client (each has one request at
+//     a time);
 //   - hung requests sent in the app's own downtime (hungInDowntime) only
 //     where the baseline's phase shows that downtime too;
 //   - any other hung request, wrong answers and other errors never.
 func (r loadResult) exceeding(base loadResult) []string {
 	var out []string
-	if n := r.atAgentDeath(); n > clients {
-		out = append(out, fmt.Sprintf("%d requests failed as in flight at the agent's death, more than the %d clients can have", n, clients))
+	if n := r.atKilledDeath(); n > clients {
+		out = append(out, fmt.Sprintf("%d requests failed as in flight at the killed process's death, more than the %d clients can have", n, clients))
 	}
 	for _, p := range r.phases {
 		c := r.counts[p]
@@ -412,13 +428,13 @@ func (r loadResult) hungInDowntime() int64 {
 	return n
 }
 
-// atAgentDeath is the number of failed requests sent before the agent
-// was killed (agentDied).
-func (r loadResult) atAgentDeath() int64 {
+// atKilledDeath is the number of requests that failed as in flight when
+// the test killed a process (load.died).
+func (r loadResult) atKilledDeath() int64 {
 	var n int64
 	for _, c := range r.counts {
 		for _, f := range c.fails {
-			if (f.kind == kindReset || f.kind == kindEOF) && !c.agentDeath.IsZero() && f.sent.Before(c.agentDeath) {
+			if c.death.carried(f) {
 				n++
 			}
 		}
