@@ -155,12 +155,15 @@ func (in *incoming) trackSpliced(c *net.TCPConn) (done func()) {
 // straight to the app. Requests in flight finish; HTTP/1 answers from now
 // on say "Connection: close"; every connection is closed when quiet after
 // an answer; HTTP/2 connections get a GOAWAY. What is still busy after
-// limit is cut.
+// limit is cut. The listener keeps accepting meanwhile: a connection
+// redirected just before its rule went completes its handshake (and
+// waits in the accept queue) within a round trip, and is served like the
+// others, for at least one poll.
 func (in *incoming) drain(limit time.Duration) {
 	in.mu.Lock()
-	r := in.http
+	r, ln := in.http, in.ln
 	in.mu.Unlock()
-	if r == nil && len(in.splicedConns()) == 0 {
+	if ln == nil {
 		return
 	}
 	deadline := time.Now().Add(limit)
@@ -178,12 +181,13 @@ func (in *incoming) drain(limit time.Duration) {
 	}
 	start := time.Now()
 	for {
-		left := 0
 		if r != nil {
-			left += r.closeQuiet()
+			r.closeQuiet()
 		}
-		left += in.closeQuietSpliced(d)
-		if left == 0 {
+		in.closeQuietSpliced(d)
+		// Every held connection, also one still being accepted or routed.
+		left := in.holding()
+		if left == 0 && time.Since(start) >= handoverPoll {
 			break
 		}
 		if time.Now().After(deadline) {

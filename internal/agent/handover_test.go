@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestBypassing(t *testing.T) {
 // TestSourcePort: a transparent passthrough never takes the client port of
 // a connection the agent holds from the same address.
 func TestSourcePort(t *testing.T) {
-	in := &incoming{heldFrom: map[netip.AddrPort]int{}}
+	in := &incoming{held: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
 	client := netip.MustParseAddr("10.0.0.9")
 	for p := ephemeralFirst; p <= ephemeralLast; p++ {
 		if p != 40000 {
@@ -64,13 +65,13 @@ func TestSourcePort(t *testing.T) {
 			t.Fatalf("sourcePort = %d, want 40000, the only port no held connection uses", got)
 		}
 	}
-	release := in.hold(netip.MustParseAddrPort("[::ffff:10.0.0.9]:40000"))
+	release := in.holdFrom(&net.TCPConn{}, netip.MustParseAddrPort("[::ffff:10.0.0.9]:40000"))
 	if in.heldFrom[netip.AddrPortFrom(client, 40000)] != 1 {
 		t.Fatalf("hold of a v4-mapped client address: heldFrom %v", in.heldFrom[netip.AddrPortFrom(client, 40000)])
 	}
 	release()
 	release()
-	if _, ok := in.heldFrom[netip.AddrPortFrom(client, 40000)]; ok || in.held != 0 {
-		t.Errorf("after release: heldFrom has the port (%v), held %d", ok, in.held)
+	if _, ok := in.heldFrom[netip.AddrPortFrom(client, 40000)]; ok || len(in.held) != 0 {
+		t.Errorf("after release: heldFrom has the port (%v), held %d", ok, len(in.held))
 	}
 }

@@ -48,12 +48,12 @@ type incoming struct {
 	takeovers map[uint16]bool
 	// spliced: client connections passed through whole, for the drain.
 	spliced map[*net.TCPConn]struct{}
-	// held counts the redirected connections the agent holds. The
-	// redirect table outlives the last subscription until they are gone
+	// held is the redirected connections the agent holds. The redirect
+	// table outlives the last subscription until they are gone
 	// (closeTable): its chains keep connection tracking on in the
 	// namespace, which translates their packets (and its reply routing
 	// brings the app's answers to transparent passthroughs back).
-	held       int
+	held       map[*net.TCPConn]struct{}
 	closeTable bool
 	// heldFrom counts the held connections by client address: a
 	// transparent passthrough must not use one of their tuples (see
@@ -74,7 +74,7 @@ func (s *subscription) filteredSteal() bool   { return s.mode == protocol.ModeSt
 
 func newIncoming(srv *Server) *incoming {
 	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{},
-		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
+		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}, held: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
 }
 
 // subscribe adds a subscription for ss, installing the port's redirect rule
@@ -178,25 +178,30 @@ func (in *incoming) unsubscribe(ss *session, port uint16) {
 // maybeCloseTable removes the redirect table when asked to and no
 // connection to the app is left. Called with in.mu held.
 func (in *incoming) maybeCloseTable() {
-	if in.closeTable && in.held == 0 && len(in.ports) == 0 {
+	if in.closeTable && len(in.held) == 0 && len(in.ports) == 0 {
 		in.closeTable = false
 		in.removeRules()
 	}
 }
 
-// hold counts a redirected connection from client until release is
-// called (once).
-func (in *incoming) hold(client netip.AddrPort) (release func()) {
+// hold counts the redirected connection c until release is called
+// (once).
+func (in *incoming) hold(c *net.TCPConn) (release func()) {
+	return in.holdFrom(c, c.RemoteAddr().(*net.TCPAddr).AddrPort())
+}
+
+// holdFrom is hold for a connection from client.
+func (in *incoming) holdFrom(c *net.TCPConn, client netip.AddrPort) (release func()) {
 	client = unmap(client)
 	in.mu.Lock()
-	in.held++
+	in.held[c] = struct{}{}
 	in.heldFrom[client]++
 	in.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			in.mu.Lock()
-			in.held--
+			delete(in.held, c)
 			if in.heldFrom[client]--; in.heldFrom[client] <= 0 {
 				delete(in.heldFrom, client)
 			}
@@ -221,12 +226,15 @@ func (in *incoming) stopRedirects() {
 	in.ports = map[uint16][]*subscription{}
 }
 
-// close removes every rule and stops the listener.
+// close stops the listener, closes the connections still held and then
+// removes every rule. In that order: the connections' FINs and resets go
+// out while the table's chains still translate them (see held); sent
+// after, a packet leaves with the agent's port as its source, and its
+// client, which never hears of it, hangs.
 func (in *incoming) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.ports = map[uint16][]*subscription{}
-	in.removeRules()
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil
@@ -234,6 +242,17 @@ func (in *incoming) close() {
 	if in.http != nil {
 		in.http.close()
 	}
+	for c := range in.held {
+		c.Close()
+	}
+	in.removeRules()
+}
+
+// holding is the number of redirected connections held.
+func (in *incoming) holding() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.held)
 }
 
 // removeRules deletes the redirect table. Called with in.mu held.
@@ -323,7 +342,7 @@ func (in *incoming) snapshot(port uint16) []*subscription {
 
 // handle routes one redirected connection.
 func (in *incoming) handle(c *net.TCPConn) {
-	release := in.hold(c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	release := in.hold(c)
 	routed := false
 	defer func() {
 		if !routed {

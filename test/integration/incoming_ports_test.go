@@ -36,6 +36,7 @@ const (
 	portLoopback                                              // 18105
 	portLoopbackOptIn                                         // 18106
 	portTakeover                                              // 18107
+	portAgentStop                                             // 18108
 )
 
 // portNonHTTP is a pod port with the raw TCP echo (not HTTP).
