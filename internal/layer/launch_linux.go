@@ -38,6 +38,16 @@ func trampoline(args []string, writes bool) {
 	// TSYNC puts the filter on all of Go's threads; locking keeps execve on
 	// the thread that installed it, for clarity.
 	runtime.LockOSThread()
+	// The parent-death signal (Pdeathsig, see Run) belongs to the thread
+	// the child was forked as, and a new thread has none: Go may run this
+	// goroutine on another of its threads, whose execve would drop it, and
+	// the command would outlive a killed tether (seen once in a make test
+	// run: TestKillTetherKillsChild). Set it on this thread, the one that
+	// execs, and make sure tether did not die before that.
+	parent := os.Getppid()
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		os.Exit(126)
+	}
 	const sock = 3
 	fail := func(code int, msg string) {
 		unix.Write(sock, []byte("err:"+msg))
@@ -65,6 +75,9 @@ func trampoline(args []string, writes bool) {
 	}
 	unix.Close(lfd)
 	unix.Close(sock)
+	if os.Getppid() != parent {
+		os.Exit(126) // tether is gone: nobody would supervise the command
+	}
 	err = syscall.Exec(path, args, os.Environ())
 	fmt.Fprintf(os.Stderr, "tether: exec %s: %v\n", path, err)
 	os.Exit(126)
