@@ -50,6 +50,7 @@ type options struct {
 	pid         int
 	containerID string
 	self        bool
+	node        bool
 	grace       time.Duration
 	linger      time.Duration
 	logLevel    slog.Level
@@ -65,6 +66,7 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	fs.DurationVar(&o.linger, "linger", 0, "exit this long after the last session ends (0: never)")
 	fs.DurationVar(&o.grace, "session-grace", 60*time.Second, "keep a session whose connection died this long, with its subscriptions, for its client to reconnect")
 	fs.BoolVar(&o.self, "target-self", false, "serve this process's own context (a targetless agent: outgoing traffic and DNS of its pod)")
+	fs.BoolVar(&o.node, "node", false, "also serve the other containers of this node that sessions name (with --target-container-id; needs hostPID)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, 2
@@ -81,6 +83,10 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	}
 	if given != 1 {
 		fmt.Fprintln(stderr, "tether-agent: give exactly one of --target-pid, --target-container-id and --target-self")
+		return o, 2
+	}
+	if o.node && o.containerID == "" {
+		fmt.Fprintln(stderr, "tether-agent: --node needs --target-container-id (the containers it serves are found on this node by their IDs)")
 		return o, 2
 	}
 	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
@@ -110,8 +116,15 @@ func parent(o options, args []string, stderr io.Writer) int {
 		return 1
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"=worker")
+	cmd.Env = append(os.Environ(), roleEnv+"=worker", targetsFDEnv+"=3")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
+		return 1
+	}
+	cmd.ExtraFiles = []*os.File{pw}
+	var opened targetPIDs
 	// If the parent is killed, the worker shuts down cleanly by itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	sigc := make(chan os.Signal, 4)
@@ -120,6 +133,12 @@ func parent(o options, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tether-agent: starting the worker: %v\n", err)
 		return 1
 	}
+	pw.Close()
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		opened.read(pr)
+	}()
 	table := agent.TableFor(cmd.Process.Pid)
 	go func() {
 		for sig := range sigc {
@@ -128,8 +147,13 @@ func parent(o options, args []string, stderr io.Writer) int {
 	}()
 	werr := cmd.Wait()
 	signal.Stop(sigc)
-	// Whatever happened to the worker, its rules must not outlive it.
-	if pid := targetPID(o); pid > 0 {
+	<-reported
+	// Whatever happened to the worker, its rules must not outlive it: in
+	// its own target's namespace and in those of the others it opened.
+	for _, pid := range append([]int{targetPID(o)}, opened.list()...) {
+		if pid <= 0 {
+			continue
+		}
 		ns := fmt.Sprintf("/proc/%d/ns/net", pid)
 		removed, err := netfilter.RemoveTables(ns, func(name string) bool { return name == table || name == netfilter.RulesTable(table) })
 		switch {
@@ -154,7 +178,7 @@ func parent(o options, args []string, stderr io.Writer) int {
 
 // exitWhenIdle stops the agent once it has had no session for linger (also
 // right after start: an agent nobody connects to goes away too).
-func exitWhenIdle(srv *agent.Server, linger time.Duration, stop func(), log *slog.Logger) {
+func exitWhenIdle(srv interface{ Sessions() int }, linger time.Duration, stop func(), log *slog.Logger) {
 	last := time.Now()
 	tick := time.NewTicker(min(linger/4, time.Second))
 	defer tick.Stop()
@@ -221,22 +245,33 @@ func worker(o options, stdout, stderr io.Writer) int {
 	defer stop()
 	// The token comes from the environment, never from the command line
 	// (visible in ps) nor the logs.
-	srv := &agent.Server{Target: target, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv), Grace: o.grace}
-	log.Info("serving", "target_pid", pid, "version", version.Version)
+	// Every target's server alike; the table name is the worker's, in each
+	// target's own namespace.
+	newServer := func(t agent.Target) *agent.Server {
+		return &agent.Server{Target: t, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv), Grace: o.grace}
+	}
+	node := &agent.Node{Default: newServer(target), DefaultID: o.containerID, Log: log}
+	if o.node {
+		node.Open = opener(node, newServer, log)
+	}
+	log.Info("serving", "target_pid", pid, "version", version.Version, "node", o.node)
 	if o.linger > 0 {
-		go exitWhenIdle(srv, o.linger, stop, log)
+		go exitWhenIdle(node, o.linger, stop, log)
 	}
 	if !o.self {
 		// A target that exits (its container restarts, its pod is deleted)
-		// ends the agent: tether re-attaches to what replaces it.
+		// ends its sessions: tether re-attaches to what replaces it. An
+		// agent for that target alone ends with it; a node's agent lingers
+		// (the replacement is often on the same node).
 		go func() {
 			if err := agent.WaitExit(pid); err != nil {
 				log.Warn("cannot watch the target process; the agent will not notice its end", "err", err)
 				return
 			}
 			log.Warn("the target process exited; ending the sessions", "pid", pid)
-			srv.TargetExited()
-			stop()
+			if node.Exited("") == 0 && !lingers(o) {
+				stop()
+			}
 		}()
 	}
 	go func() {
@@ -249,7 +284,7 @@ func worker(o options, stdout, stderr io.Writer) int {
 		log.Warn("the shutdown takes too long; exiting now", "limit", agent.ShutdownLimit.String())
 		os.Exit(0)
 	}()
-	if err := srv.Serve(ctx, ln); err != nil {
+	if err := node.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "tether-agent: %v\n", err)
 		return 1
 	}

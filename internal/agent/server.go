@@ -96,34 +96,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				// The rules first: new connections go straight to the app
-				// while the sessions are closed and the connections the
-				// agent passes to the app drain.
-				if s.in != nil {
-					s.in.stopRedirects()
-				}
-				s.closeAll()
-				if s.in != nil {
-					s.in.drain(drainLimit)
-					s.in.close()
-				}
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accepting connections: %w", err)
-		}
-		go s.handleConn(ctx, conn)
+	return (&Node{Default: s, Log: s.Log}).Serve(ctx, ln)
+}
+
+// Shutdown is the server's orderly end. The rules first: new connections
+// go straight to the app while the sessions are closed and the
+// connections the agent passes to the app drain.
+func (s *Server) Shutdown() {
+	if s.in != nil {
+		s.in.stopRedirects()
+	}
+	s.closeAll()
+	if s.in != nil {
+		s.in.drain(drainLimit)
+		s.in.close()
 	}
 }
 
@@ -150,35 +136,38 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
+// welcome answers a client's Hello: its token checked, the session it
+// resumes or a new one (created).
+func (s *Server) welcome(h protocol.Hello) (w protocol.Welcome, ss *session, created bool) {
+	if s.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.Token)) != 1 {
+		return protocol.Welcome{Error: "wrong or missing agent token: connect with the token of this agent (tether finds it on the agent's pod; for an agent started by hand set TETHER_AGENT_TOKEN)"}, nil, false
+	}
 	hostname, _ := s.Target.Hostname()
-	var ss *session
-	var created bool
-	hello, welcome, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
-		if s.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.Token)) != 1 {
-			return protocol.Welcome{Error: "wrong or missing agent token: connect with the token of this agent (tether finds it on the agent's pod; for an agent started by hand set TETHER_AGENT_TOKEN)"}
-		}
-		s.mu.Lock()
-		if s.sessions == nil {
-			s.sessions = map[string]*session{}
-		}
-		if h.SessionID != "" {
-			ss = s.sessions[h.SessionID]
-		}
-		resumed := ss != nil
-		if ss == nil {
-			ss = &session{id: newSessionID(), client: h.Client, start: time.Now()}
-			s.sessions[ss.id] = ss
-			created = true
-		}
-		s.mu.Unlock()
-		return protocol.Welcome{
-			SessionID:    ss.id,
-			Resumed:      resumed,
-			Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),
-			Target:       protocol.TargetInfo{PID: s.Target.PID(), Hostname: hostname, Agent: s.Version},
-		}
-	})
+	s.mu.Lock()
+	if s.sessions == nil {
+		s.sessions = map[string]*session{}
+	}
+	if h.SessionID != "" {
+		ss = s.sessions[h.SessionID]
+	}
+	resumed := ss != nil
+	if ss == nil {
+		ss = &session{id: newSessionID(), client: h.Client, start: time.Now()}
+		s.sessions[ss.id] = ss
+		created = true
+	}
+	s.mu.Unlock()
+	return protocol.Welcome{
+		SessionID:    ss.id,
+		Resumed:      resumed,
+		Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),
+		Target:       protocol.TargetInfo{PID: s.Target.PID(), Hostname: hostname, Agent: s.Version},
+	}, ss, created
+}
+
+// serveConn serves a session's connection once the handshake (err) has
+// given it session ss (created by it: ended if the handshake failed).
+func (s *Server) serveConn(ctx context.Context, conn net.Conn, hello protocol.Hello, welcome protocol.Welcome, err error, ss *session, created bool) {
 	if err != nil {
 		s.Log.Warn("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()

@@ -157,9 +157,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	var starting bool // the agent's container was not seen running yet
 	if addr != "" {
 		token := os.Getenv(kube.TokenEnv) // for an agent started by hand
-		dial = func(ctx context.Context) (net.Conn, string, error) {
+		dial = func(ctx context.Context) (net.Conn, session.Credentials, error) {
 			c, err := session.DialAgent(ctx, addr)
-			return c, token, err
+			return c, session.Credentials{Token: token}, err
 		}
 		redial = dial
 		where = "agent " + addr
@@ -193,9 +193,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Redial: redial}
 	var sess *session.Session
 	for attempt := 0; ; attempt++ {
-		conn, token, err := dial(ctx)
+		conn, cred, err := dial(ctx)
 		if err == nil {
-			opts.Token = token
+			opts.Agent = cred
 			sess, err = session.New(ctx, conn, opts)
 		}
 		if err == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/tether-dev/tether/internal/config"
 	"github.com/tether-dev/tether/internal/kube"
 	"github.com/tether-dev/tether/internal/progress"
+	"github.com/tether-dev/tether/internal/session"
 	"github.com/tether-dev/tether/internal/version"
 )
 
@@ -133,9 +134,14 @@ func DefaultAgentImage() string {
 	return "ghcr.io/tether-dev/tether-agent:" + v
 }
 
+// credentials is what a session presents to agent ag.
+func credentials(ag *kube.Agent) session.Credentials {
+	return session.Credentials{Token: ag.Token, Target: ag.Target}
+}
+
 // agentDialer opens a new connection to the agent each time it is called
 // and returns it with the agent's token.
-type agentDialer func(ctx context.Context) (net.Conn, string, error)
+type agentDialer func(ctx context.Context) (net.Conn, session.Credentials, error)
 
 // attachment is a session's way to its agent on the cluster: the target,
 // the agent pod, and how to find both again when the agent goes away
@@ -382,10 +388,10 @@ func (a *attachment) currentOrNil() (*kube.Resolved, *kube.Agent) {
 }
 
 // dial opens a port-forward stream to the current agent.
-func (a *attachment) dial(ctx context.Context) (net.Conn, string, error) {
+func (a *attachment) dial(ctx context.Context) (net.Conn, session.Credentials, error) {
 	_, ag := a.current()
 	conn, err := kube.DialPod(ctx, a.k.rest, a.k.client, ag.Namespace, ag.Pod, ag.Port)
-	return conn, ag.Token, err
+	return conn, credentials(ag), err
 }
 
 // brokenAgentAfter is how long a running agent pod may refuse the
@@ -399,16 +405,16 @@ var errAgentEnded = errors.New("the agent has ended")
 // dialFirst is dial for the first connection: when it fails because the
 // agent's pod has ended (it crashed, ran out of memory), it says so at once
 // instead of retrying until agent.startup_timeout.
-func (a *attachment) dialFirst(ctx context.Context) (net.Conn, string, error) {
-	conn, token, err := a.dial(ctx)
+func (a *attachment) dialFirst(ctx context.Context) (net.Conn, session.Credentials, error) {
+	conn, cred, err := a.dial(ctx)
 	if err == nil {
-		return conn, token, nil
+		return conn, cred, nil
 	}
 	_, ag := a.current()
 	if alive, why := a.agentServes(ctx, ag); !alive {
-		return nil, "", fmt.Errorf("%w: agent pod %s/%s %s", errAgentEnded, ag.Namespace, ag.Pod, why)
+		return nil, session.Credentials{}, fmt.Errorf("%w: agent pod %s/%s %s", errAgentEnded, ag.Namespace, ag.Pod, why)
 	}
-	return nil, "", err
+	return nil, session.Credentials{}, err
 }
 
 // checkStarting is err, a failed first connection to an agent that was
@@ -425,13 +431,18 @@ func (a *attachment) checkStarting(ctx context.Context, err error) error {
 // redial is dial for reconnects: when the agent pod no longer serves, it
 // resolves the target again (a workload may have a new pod by now) and
 // finds or starts its agent.
-func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
-	conn, token, err := a.dial(ctx)
+func (a *attachment) redial(ctx context.Context) (net.Conn, session.Credentials, error) {
+	if old, ag := a.current(); ag.Target != "" && containerChanged(ctx, a.k.client, old) {
+		// A node's agent outlives the containers it serves: it would
+		// refuse the session for this one, which is gone. Re-attach.
+		return a.reattach(ctx, old)
+	}
+	conn, cred, err := a.dial(ctx)
 	if err == nil {
 		a.mu.Lock()
 		a.failingSince = time.Time{} // a later outage counts from its own start
 		a.mu.Unlock()
-		return conn, token, nil
+		return conn, cred, nil
 	}
 	old, ag := a.current()
 	if alive, why := a.agentServes(ctx, ag); alive {
@@ -441,7 +452,7 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 			// network is down): that says nothing about the agent.
 			a.failingSince = time.Time{}
 			a.mu.Unlock()
-			return nil, "", err
+			return nil, session.Credentials{}, err
 		}
 		if a.failingSince.IsZero() {
 			a.failingSince = time.Now()
@@ -449,23 +460,29 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 		broken := time.Since(a.failingSince) > brokenAgentAfter
 		a.mu.Unlock()
 		if !broken {
-			return nil, "", err // a tunnel problem: the caller retries
+			return nil, session.Credentials{}, err // a tunnel problem: the caller retries
 		}
 		// Its pod runs but nobody answers (a worker that died without its
 		// parent, e.g. by the OOM killer): replace it.
 		a.say("the agent pod %s/%s runs but has not answered for %v (%v); replacing it", ag.Namespace, ag.Pod, brokenAgentAfter, err)
 		if rerr := a.mgr.Remove(ctx, ag); rerr != nil {
-			return nil, "", fmt.Errorf("removing the agent that does not answer: %w", rerr)
+			return nil, session.Credentials{}, fmt.Errorf("removing the agent that does not answer: %w", rerr)
 		}
 	} else if why != "" {
 		a.say("the agent pod %s/%s %s", ag.Namespace, ag.Pod, why)
 	}
+	return a.reattach(ctx, old)
+}
+
+// reattach resolves the target again (a workload may have a new pod by
+// now), finds or starts its agent and dials it.
+func (a *attachment) reattach(ctx context.Context, old *kube.Resolved) (net.Conn, session.Credentials, error) {
 	a.mu.Lock()
 	a.failingSince = time.Time{}
 	a.mu.Unlock()
 	resolved, rerr := a.resolveAgain(ctx, old)
 	if rerr != nil {
-		return nil, "", fmt.Errorf("finding the target %s again: %w", a.spec, rerr)
+		return nil, session.Credentials{}, fmt.Errorf("finding the target %s again: %w", a.spec, rerr)
 	}
 	if old.Pod != nil && resolved.Pod != nil && old.Pod.UID != resolved.Pod.UID {
 		a.say("the target pod %s is gone; re-attaching to %s (the program keeps the environment it started with)", old.Pod.Name, resolved.Chosen)
@@ -474,7 +491,7 @@ func (a *attachment) redial(ctx context.Context) (net.Conn, string, error) {
 	}
 	agent, err := a.mgr.Ensure(ctx, resolved, a.opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("starting a new agent: %w", err)
+		return nil, session.Credentials{}, fmt.Errorf("starting a new agent: %w", err)
 	}
 	a.mu.Lock()
 	a.resolved, a.agent = resolved, agent
@@ -569,7 +586,7 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	if image == "" {
 		image = DefaultAgentImage()
 	}
-	opts := kube.AgentOptions{Image: image, Mode: mode, Linger: cfg.AgentLinger(), StartupTimeout: cfg.AgentStartupTimeout(), SessionGrace: cfg.AgentSessionGrace()}
+	opts := kube.AgentOptions{Image: image, Mode: mode, Linger: cfg.AgentLinger(), StartupTimeout: cfg.AgentStartupTimeout(), SessionGrace: cfg.AgentSessionGrace(), PerNode: cfg.AgentPerNode()}
 	if cfg.Agent.MemoryLimit != "" {
 		// Validated with the config.
 		opts.MemoryLimit = resource.MustParse(cfg.Agent.MemoryLimit)
@@ -605,4 +622,29 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	att.agent = agent
 	att.mu.Unlock()
 	return att, nil
+}
+
+// containerChanged reports whether the target's pod is gone or its
+// container is not the one t was resolved to any more (it restarted).
+// False when the API server cannot tell.
+func containerChanged(ctx context.Context, client kubernetes.Interface, t *kube.Resolved) bool {
+	if t == nil || t.Pod == nil {
+		return false
+	}
+	p, err := client.CoreV1().Pods(t.Pod.Namespace).Get(ctx, t.Pod.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	if p.UID != t.Pod.UID {
+		return true
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == t.Container {
+			return cs.ContainerID != t.ContainerID
+		}
+	}
+	return true
 }

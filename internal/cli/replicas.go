@@ -328,7 +328,7 @@ func (w *replicaWatch) join(rp *replicaPod) {
 		return // attach joins it
 	}
 	ready := sess.AddReplica(string(rp.uid), rp.name,
-		func(ctx context.Context) (net.Conn, string, error) { return w.dial(ctx, rp) },
+		func(ctx context.Context) (net.Conn, session.Credentials, error) { return w.dial(ctx, rp) },
 		func(ctx context.Context) error { return w.going(ctx, rp) })
 	go func() {
 		if err := <-ready; err == nil {
@@ -344,29 +344,41 @@ func (w *replicaWatch) join(rp *replicaPod) {
 // dial opens a port-forward stream to rp's agent. When that agent no
 // longer serves (deleted, ended with a restarted container), it starts a
 // new one for the pod first.
-func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, string, error) {
+func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, session.Credentials, error) {
 	rp.mu.Lock()
-	ag := rp.agent
+	ag, resolved := rp.agent, rp.resolved
 	rp.mu.Unlock()
 	k := w.att.k
+	if ag.Target != "" && containerChanged(ctx, k.client, resolved) {
+		// Its node's agent lives on, but not for the container it had.
+		if gerr := w.going(ctx, rp); gerr != nil {
+			return nil, session.Credentials{}, gerr
+		}
+		if err := w.ensure(ctx, rp); err != nil {
+			return nil, session.Credentials{}, fmt.Errorf("its container restarted, and its agent cannot serve the new one: %w", err)
+		}
+		rp.mu.Lock()
+		ag = rp.agent
+		rp.mu.Unlock()
+	}
 	conn, err := kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
 	if err == nil {
-		return conn, ag.Token, nil
+		return conn, credentials(ag), nil
 	}
 	if gerr := w.going(ctx, rp); gerr != nil {
-		return nil, "", fmt.Errorf("%w (%v)", gerr, err)
+		return nil, session.Credentials{}, fmt.Errorf("%w (%v)", gerr, err)
 	}
 	if alive, _ := w.att.agentServes(ctx, ag); alive {
-		return nil, "", err
+		return nil, session.Credentials{}, err
 	}
 	if err := w.ensure(ctx, rp); err != nil {
-		return nil, "", fmt.Errorf("its agent %s/%s is gone, and a new one cannot start: %w", ag.Namespace, ag.Pod, err)
+		return nil, session.Credentials{}, fmt.Errorf("its agent %s/%s is gone, and a new one cannot start: %w", ag.Namespace, ag.Pod, err)
 	}
 	rp.mu.Lock()
 	ag = rp.agent
 	rp.mu.Unlock()
 	conn, err = kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
-	return conn, ag.Token, err
+	return conn, credentials(ag), err
 }
 
 // going returns session.ErrReplicaGone when rp's pod is deleted, being

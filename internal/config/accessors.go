@@ -83,6 +83,11 @@ func (c *Config) AgentLinger() time.Duration {
 	return time.Duration(c.Agent.Linger)
 }
 
+// AgentPerNode returns agent.per_node (default true).
+func (c *Config) AgentPerNode() bool {
+	return c.Agent.PerNode == nil || *c.Agent.PerNode
+}
+
 // AgentSessionGrace returns agent.session_grace (default 60s).
 func (c *Config) AgentSessionGrace() time.Duration {
 	if c.Agent.SessionGrace <= 0 {

@@ -54,6 +54,8 @@ type Agent struct {
 	SessionGrace Duration `json:"session_grace,omitempty" jsonschema_extras:"default=60s" jsonschema_description:"How long the agent keeps a session whose connection died (a tunnel drop, a laptop asleep), with its subscriptions, for tether to reconnect and resume it: a Go duration or a number of seconds."`
 	// MemoryLimit is the agent container's memory limit (Kubernetes quantity).
 	MemoryLimit string `json:"memory_limit,omitempty" jsonschema_description:"Memory limit of the agent container, a Kubernetes quantity such as \"128Mi\" (default: none)."`
+	// PerNode shares one agent among the target pods of a namespace on a node.
+	PerNode *bool `json:"per_node,omitempty" jsonschema:"default=true" jsonschema_description:"One agent per node (and namespace) serves every target pod there, the replicas of a workload included, so that a session on many replicas starts as fast as on one; false: an agent per pod. Ephemeral agents (--ephemeral) are always per pod."`
 }
 
 // Env selects which of the target's environment variables the local process gets.

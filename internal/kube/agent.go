@@ -66,6 +66,12 @@ type AgentOptions struct {
 	// second late (its relist period), while a port-forward reaches the
 	// agent as soon as it listens. The caller dials until it answers.
 	Early bool
+	// PerNode makes a Job agent serve every target pod of its namespace
+	// on its node (tether-agent --node): the replicas of a workload on one
+	// node share one agent, whose sessions name their container
+	// (Agent.Target), so that a session on N replicas does not wait for N
+	// agent pods to start.
+	PerNode bool
 }
 
 // Agent is a running agent: the pod and port to port-forward to.
@@ -76,6 +82,9 @@ type Agent struct {
 	Name      string // Job or ephemeral container name
 	Created   bool   // this call created it; false: an existing agent is shared
 	Token     string // what clients must present to the agent
+	// Target is the container a session names in its hello, for an agent
+	// that serves several ("": the agent's own target).
+	Target string
 	// Starting: returned early (AgentOptions.Early), its container was
 	// not seen running yet; dials fail until the agent listens.
 	Starting bool
@@ -116,9 +125,12 @@ func (m *AgentManager) say(format string, args ...any) {
 
 // agentName is deterministic per target pod (or per namespace when
 // targetless), so sessions started at the same moment share one agent.
-func agentName(t *Resolved) string {
+func agentName(t *Resolved, perNode bool) string {
 	key := "targetless/" + t.Namespace
-	if t.Pod != nil {
+	switch {
+	case t.Pod != nil && perNode:
+		key = "node/" + t.Namespace + "/" + t.Pod.Spec.NodeName
+	case t.Pod != nil:
 		key = string(t.Pod.UID) + "/" + t.Container
 	}
 	sum := sha256.Sum256([]byte(key))
@@ -187,7 +199,11 @@ func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 	}
 	spec.NodeName = t.Pod.Spec.NodeName
 	spec.HostPID = true
-	c.Args = agentArgs(o, []string{"--target-container-id", t.ContainerID})
+	target := []string{"--target-container-id", t.ContainerID}
+	if o.PerNode {
+		target = append(target, "--node")
+	}
+	c.Args = agentArgs(o, target)
 	return spec
 }
 
@@ -220,7 +236,11 @@ func (m *AgentManager) Ensure(ctx context.Context, t *Resolved, o AgentOptions) 
 }
 
 func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
-	ns, name := t.Namespace, agentName(t)
+	ns, name := t.Namespace, agentName(t, o.PerNode && t.Pod != nil)
+	var target string // what sessions name in their hello
+	if o.PerNode && t.Pod != nil {
+		target = t.ContainerID
+	}
 	labels := map[string]string{LabelApp: AppAgent, "tether.dev/agent": name}
 	if t.Pod != nil {
 		labels[LabelTarget] = string(t.Pod.UID)
@@ -255,7 +275,7 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 				m.deleteJob(context.WithoutCancel(ctx), ns, name)
 				return nil, err
 			}
-			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token, Starting: starting}, nil
+			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token, Target: target, Starting: starting}, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, admissionError(err, ns, "jobs")
@@ -277,7 +297,7 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 				if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
 					token = tokenOf(cs[0].Env)
 				}
-				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token, Starting: starting}, nil
+				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token, Target: target, Starting: starting}, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -131,7 +133,7 @@ func TestEnsureJobRBAC(t *testing.T) {
 
 func TestEnsureJobReplacesFinished(t *testing.T) {
 	target := resolvedTarget()
-	name := agentName(target)
+	name := agentName(target, false)
 	old := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"}, Status: batchv1.JobStatus{Succeeded: 1}}
 	cs := fake.NewClientset(old)
 	runJobPods(t, cs, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
@@ -203,5 +205,40 @@ func TestEnsureJobEarly(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestEnsurePerNode: with PerNode, the pods of a namespace on one node
+// share one agent Job (tether-agent --node), each session naming its own
+// container; a pod on another node gets its own agent.
+func TestEnsurePerNode(t *testing.T) {
+	cs := fake.NewClientset()
+	runJobPods(t, cs, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
+	m := &AgentManager{Client: cs}
+	opts := AgentOptions{Image: "a:b", StartupTimeout: 5 * time.Second, PerNode: true}
+	target := func(name, node, id string) *Resolved {
+		p := pod(name, map[string]string{"app": "api"}, true, time.Now(), "app")
+		p.UID = types.UID("uid-" + name)
+		p.Spec.NodeName = node
+		return &Resolved{Namespace: "demo", Pod: p, Container: "app", ContainerID: "containerd://" + id}
+	}
+	a1, err := m.Ensure(context.Background(), target("api-1", "node-1", "aa"), opts)
+	if err != nil || !a1.Created || a1.Target != "containerd://aa" {
+		t.Fatalf("first pod: %+v, %v; want a new agent for containerd://aa", a1, err)
+	}
+	a2, err := m.Ensure(context.Background(), target("api-2", "node-1", "bb"), opts)
+	if err != nil || a2.Created || a2.Name != a1.Name || a2.Target != "containerd://bb" || a2.Token != a1.Token {
+		t.Fatalf("second pod on the same node: %+v, %v; want agent %s shared, for containerd://bb", a2, err, a1.Name)
+	}
+	a3, err := m.Ensure(context.Background(), target("api-3", "node-2", "cc"), opts)
+	if err != nil || !a3.Created || a3.Name == a1.Name {
+		t.Fatalf("pod on another node: %+v, %v; want an agent of its own", a3, err)
+	}
+	job, err := cs.BatchV1().Jobs("demo").Get(context.Background(), a1.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := job.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--node") || !slices.Contains(args, "containerd://aa") {
+		t.Errorf("agent args %q, want --node and its first container", args)
 	}
 }

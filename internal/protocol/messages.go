@@ -39,6 +39,10 @@ type Hello struct {
 	Client string `json:"client,omitempty"`
 	// Token must match the agent's token when it has one.
 	Token string `json:"token,omitempty"`
+	// Target names the container whose context the session wants, as in
+	// its pod's status (containerd://ID), for an agent that serves the
+	// containers of its node; empty: the agent's own target.
+	Target string `json:"target,omitempty"`
 }
 
 // Welcome is the agent's answer to Hello. Error set means the agent refused

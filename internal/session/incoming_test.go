@@ -179,7 +179,10 @@ func (r *incomingRig) sessionVia(t *testing.T, name string, cfg *config.Config, 
 	}
 	msgs := &syncWriter{w: &bytes.Buffer{}}
 	s, err := New(context.Background(), conn, Options{Config: withLoopback(cfg), Messages: msgs, Quiet: true,
-		Redial: func(ctx context.Context) (net.Conn, string, error) { c, err := dial(ctx); return c, "", err }})
+		Redial: func(ctx context.Context) (net.Conn, Credentials, error) {
+			c, err := dial(ctx)
+			return c, Credentials{}, err
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

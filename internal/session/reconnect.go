@@ -107,7 +107,7 @@ func (s *Session) reconnectOnce() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	conn, token, err := s.redial(ctx)
+	conn, agent, err := s.redial(ctx)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (s *Session) reconnectOnce() error {
 	if ad != nil {
 		resume = ad.id
 	}
-	w, mux, err := handshake(conn, token, resume)
+	w, mux, err := handshake(conn, agent, resume)
 	if err != nil {
 		if ad != nil {
 			s.putAdoption(ad)

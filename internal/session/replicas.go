@@ -22,7 +22,7 @@ type replica struct {
 	s    *Session
 	key  string // the pod's UID
 	name string // the pod's name, for messages
-	dial func(ctx context.Context) (net.Conn, string, error)
+	dial func(ctx context.Context) (net.Conn, Credentials, error)
 	// gone, if set, tells after a failed connect whether the pod is going
 	// away (it returns ErrReplicaGone) or its agent still starts
 	// (ErrReplicaStarting): then nothing is said.
@@ -67,7 +67,7 @@ const (
 // or whether its agent is still starting (ErrReplicaStarting), then it is
 // tried again soon and ready waits.
 // Adding a key twice does nothing.
-func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, string, error), gone func(ctx context.Context) error) (ready <-chan error) {
+func (s *Session) AddReplica(key, name string, dial func(ctx context.Context) (net.Conn, Credentials, error), gone func(ctx context.Context) error) (ready <-chan error) {
 	done := make(chan error, 1)
 	s.replMu.Lock()
 	defer s.replMu.Unlock()
@@ -306,14 +306,14 @@ func (r *replica) connectOnce() (protocol.Mux, error) {
 		case <-ctx.Done():
 		}
 	}()
-	conn, token, err := r.dial(ctx)
+	conn, agent, err := r.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	id := r.id
 	r.mu.Unlock()
-	w, mux, err := handshake(conn, token, id)
+	w, mux, err := handshake(conn, agent, id)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to its agent: %w", err)
 	}

@@ -38,11 +38,11 @@ func twoPods(t *testing.T) (a, b *incomingRig) {
 	return a, b
 }
 
-func dialTo(addr *atomic.Pointer[string]) func(ctx context.Context) (net.Conn, string, error) {
-	return func(ctx context.Context) (net.Conn, string, error) {
+func dialTo(addr *atomic.Pointer[string]) func(ctx context.Context) (net.Conn, Credentials, error) {
+	return func(ctx context.Context) (net.Conn, Credentials, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", *addr.Load())
-		return c, "", err
+		return c, Credentials{}, err
 	}
 }
 

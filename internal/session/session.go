@@ -40,14 +40,22 @@ type Options struct {
 	// them. Quiet keeps informational ones out (warnings still show).
 	Messages io.Writer
 	Quiet    bool
-	// Token is the agent's token ("" when it has none).
-	Token string
-	// Redial opens a new connection to the agent and returns it with the
-	// agent's token; with it the session survives tunnel drops (it
+	// Agent is what the session presents to its agent.
+	Agent Credentials
+	// Redial opens a new connection to the agent and returns it with what
+	// to present to it; with it the session survives tunnel drops (it
 	// reconnects and resumes) and the loss of its agent (a new agent, maybe
 	// for a new target pod: it subscribes again). Nil: no reconnect. Its
 	// errors are shown to the user as warnings while reconnecting.
-	Redial func(ctx context.Context) (conn net.Conn, token string, err error)
+	Redial func(ctx context.Context) (conn net.Conn, agent Credentials, err error)
+}
+
+// Credentials is what a session presents to its agent: the agent's token
+// ("" when it has none) and, for an agent that serves the containers of
+// its node, the container whose context the session wants ("": the
+// agent's own target).
+type Credentials struct {
+	Token, Target string
 }
 
 // Session is one connected `tether exec`. It implements layer.Session.
@@ -57,7 +65,7 @@ type Session struct {
 	msgs   io.Writer
 	quiet  bool
 	msgMu  sync.Mutex
-	redial func(ctx context.Context) (net.Conn, string, error)
+	redial func(ctx context.Context) (net.Conn, Credentials, error)
 
 	muxMu     sync.Mutex
 	mux       protocol.Mux
@@ -117,7 +125,7 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w, mux, err := handshake(conn, opt.Token, "")
+	w, mux, err := handshake(conn, opt.Agent, "")
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +146,8 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 }
 
 // handshake runs the protocol handshake on conn and starts the mux.
-func handshake(conn net.Conn, token, resume string) (protocol.Welcome, protocol.Mux, error) {
-	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: token, SessionID: resume})
+func handshake(conn net.Conn, agent Credentials, resume string) (protocol.Welcome, protocol.Mux, error) {
+	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: agent.Token, Target: agent.Target, SessionID: resume})
 	if err != nil {
 		conn.Close()
 		return w, nil, err

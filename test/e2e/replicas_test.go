@@ -124,6 +124,12 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("three_replicas", func(t *testing.T) {
 		stolenEverywhere(t, pods)
+		// One agent per node (agent.per_node, the default) serves them all.
+		nodes := map[string]bool{}
+		for _, p := range pods {
+			nodes[p.Spec.NodeName] = true
+		}
+		runningAgentPods(t, ns, len(nodes), 30*time.Second)
 		local, servedBy, failed := 0, map[string]int{}, []string{}
 		for range 300 {
 			if a := ask(url, "me"); a.err == nil && strings.Contains(a.body, "local") {
