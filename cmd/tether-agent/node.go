@@ -43,13 +43,22 @@ func (t *targetPIDs) list() []int {
 	return append([]int(nil), t.pids...)
 }
 
+// targetsPipe is the worker's end of the pipe to its parent, opened once:
+// an *os.File closes its descriptor when collected, and the number could
+// then name another file of the worker's.
+var targetsPipe = sync.OnceValue(func() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(targetsFDEnv))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "targets")
+})
+
 // reportTarget tells the parent about a target the worker opened.
 func reportTarget(pid int) {
-	fd, err := strconv.Atoi(os.Getenv(targetsFDEnv))
-	if err != nil {
-		return
+	if f := targetsPipe(); f != nil {
+		fmt.Fprintf(f, "%d\n", pid)
 	}
-	fmt.Fprintf(os.NewFile(uintptr(fd), "targets"), "%d\n", pid)
 }
 
 // lingers reports whether the agent outlives its last target: a node's
