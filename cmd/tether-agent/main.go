@@ -7,12 +7,16 @@
 // The first line on stdout is "tether-agent listening on ADDR".
 //
 // It ends when the target process exits, and after --linger without a
-// session.
+// session. With --node (and --target-container-id) it also serves the
+// other containers of its node that sessions name in their hello, each
+// from its own context; then a target that exits ends its own sessions,
+// and the agent ends after --linger without a session.
 //
 // It runs as two processes: a small parent that only waits, and the worker
 // that does the work. If the worker dies, even by SIGKILL, the parent
-// removes the worker's redirect rules from the target's network namespace,
-// so a crash never leaves the target's traffic pointing at a dead agent.
+// removes the worker's redirect rules from every target's network
+// namespace (the worker reports each target it opens on a pipe), so a
+// crash never leaves a target's traffic pointing at a dead agent.
 package main
 
 import (
