@@ -98,6 +98,10 @@ for _ in 1 2 3 4 5; do
   for m in $ms; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
 done
 rm -f /run/netns/cni-* 2>/dev/null
+# The CNI plugin made /run/netns a mount of its own; once empty, it goes too.
+if mountpoint -q /run/netns 2>/dev/null && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+  umount /run/netns 2>/dev/null || true
+fi
 rm -rf "$S/cni/networks"
 
 # 6. iptables: kube-proxy's own cleanup, then every KUBE-*/CNI-* chain (the
