@@ -29,8 +29,9 @@ test: deps vet staticcheck
 unit:
 	$(GO) test ./...
 
-# The supervisor is built for x86_64 and arm64: vet both.
+# gofmt, and vet for both architectures the supervisor is built for.
 vet:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt'ed (run gofmt -w on them): $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	GOARCH=arm64 $(GO) vet ./...
 

@@ -3,7 +3,8 @@
 #   1. the local cluster from hack/cluster, brought up if it is not (and down
 #      again at the end if this script started it, unless TETHER_KEEP_CLUSTER=1)
 #   2. the images (`make images`: the agent, tether.local/tether-bench:dev...)
-#   3. the network-namespace benchmarks (test/bench: dataplane, incoming)
+#   3. the network-namespace benchmarks (test/bench: dataplane, incoming,
+#      queues: queue splitting's forwarder on kfake and rabbitmq-server)
 #   4. the Kubernetes benchmarks (test/bench/kube: startup, outgoing,
 #      incoming-steal, passthrough, resources, syscalls) in namespace
 #      bench-kube, deleted at the end

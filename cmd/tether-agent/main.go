@@ -57,6 +57,7 @@ type options struct {
 	node        bool
 	grace       time.Duration
 	linger      time.Duration
+	audited     bool
 	logLevel    slog.Level
 }
 
@@ -70,6 +71,7 @@ func parse(args []string, stderr io.Writer) (options, int) {
 	fs.DurationVar(&o.linger, "linger", 0, "exit this long after the last session ends (0: never)")
 	fs.DurationVar(&o.grace, "session-grace", 60*time.Second, "keep a session whose connection died this long, with its subscriptions, for its client to reconnect")
 	fs.BoolVar(&o.self, "target-self", false, "serve this process's own context (a targetless agent: outgoing traffic and DNS of its pod)")
+	fs.BoolVar(&o.audited, "audited", false, "tether-operator's agent: once idle, wait up to 10s more for the operator's audit trail to read how the last sessions ended")
 	fs.BoolVar(&o.node, "node", false, "also serve the other containers of this node that sessions name (with --target-container-id; needs hostPID)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -180,9 +182,22 @@ func parent(o options, args []string, stderr io.Writer) int {
 	return 0
 }
 
+// reportWait bounds how much longer than linger an idle agent waits for
+// the operator to read the ends of its last sessions (their audit trail).
+const reportWait = 10 * time.Second
+
+// idleServer is what exitWhenIdle watches (an agent.Node).
+type idleServer interface {
+	Sessions() int
+	Unreported() int
+}
+
 // exitWhenIdle stops the agent once it has had no session for linger (also
-// right after start: an agent nobody connects to goes away too).
-func exitWhenIdle(srv interface{ Sessions() int }, linger time.Duration, stop func(), log *slog.Logger) {
+// right after start: an agent nobody connects to goes away too), and, when
+// tether-operator polls it, once the operator has read how its last
+// sessions ended (at most reportWait later): a session shorter than the
+// operator's poll still gets its end and refusals recorded.
+func exitWhenIdle(srv idleServer, linger time.Duration, stop func(), log *slog.Logger) {
 	last := time.Now()
 	tick := time.NewTicker(min(linger/4, time.Second))
 	defer tick.Stop()
@@ -191,11 +206,13 @@ func exitWhenIdle(srv interface{ Sessions() int }, linger time.Duration, stop fu
 			last = now
 			continue
 		}
-		if now.Sub(last) >= linger {
-			log.Info("no session for a while; exiting", "linger", linger.String())
-			stop()
-			return
+		idle := now.Sub(last)
+		if idle < linger || (srv.Unreported() > 0 && idle < linger+reportWait) {
+			continue
 		}
+		log.Info("no session for a while; exiting", "linger", linger.String(), "unreported_ends", srv.Unreported())
+		stop()
+		return
 	}
 }
 
@@ -254,7 +271,7 @@ func worker(o options, stdout, stderr io.Writer) int {
 	newServer := func(t agent.Target) *agent.Server {
 		return &agent.Server{Target: t, Log: log, Version: version.Version, Table: agent.TableFor(os.Getpid()), Token: os.Getenv(tokenEnv), Grace: o.grace}
 	}
-	node := &agent.Node{Default: newServer(target), DefaultID: o.containerID, Log: log}
+	node := &agent.Node{Default: newServer(target), DefaultID: o.containerID, Log: log, Token: os.Getenv(tokenEnv), Audited: o.audited}
 	if o.node {
 		node.Open = opener(node, newServer, log)
 	}

@@ -89,19 +89,7 @@ for _ in 1 2 3; do
 done
 
 # 5. Mounts (deepest first; some are stacked, so repeat), then the netns files.
-our_mounts() {
-  awk '{print $2}' /proc/self/mounts | grep -E '^(/var/lib/kubelet|/run/containerd|/var/lib/containerd)(/|$)|^/run/netns/cni-' | sort -r
-}
-for _ in 1 2 3 4 5; do
-  ms=$(our_mounts)
-  [ -z "$ms" ] && break
-  for m in $ms; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
-done
-rm -f /run/netns/cni-* 2>/dev/null
-# The CNI plugin made /run/netns a mount of its own; once empty, it goes too.
-if mountpoint -q /run/netns 2>/dev/null && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
-  umount /run/netns 2>/dev/null || true
-fi
+clean_netns || true  # what is left is reported below
 rm -rf "$S/cni/networks"
 
 # 6. iptables: kube-proxy's own cleanup, then every KUBE-*/CNI-* chain (the

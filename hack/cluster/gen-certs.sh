@@ -18,9 +18,19 @@ if [ ! -f ca.crt ] || [ ! -f ca.key ]; then
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.crt
 fi
 
-# cert NAME CN O USAGE [SAN]: USAGE is serverAuth or clientAuth.
+# The aggregation layer's own CA: the API server presents front-proxy-client
+# (signed by it) to aggregated API servers such as tether-operator, which
+# trust the user it names in X-Remote-User only from that certificate.
+if [ ! -f front-proxy-ca.crt ] || [ ! -f front-proxy-ca.key ]; then
+  openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-ca.key
+  openssl req -x509 -new -key front-proxy-ca.key -subj "/CN=tether-local-front-proxy-ca" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out front-proxy-ca.crt
+fi
+
+# cert NAME CN O USAGE [SAN] [CA]: USAGE is serverAuth or clientAuth; CA
+# defaults to the cluster's.
 cert() {
-  local name=$1 cn=$2 o=$3 usage=$4 san=${5:-} subj
+  local name=$1 cn=$2 o=$3 usage=$4 san=${5:-} ca=${6:-ca} subj
   [ -f "$name.crt" ] && [ -f "$name.key" ] && return 0
   subj="/CN=$cn"
   [ -n "$o" ] && subj="/O=$o$subj"
@@ -32,7 +42,7 @@ cert() {
     [ -z "$san" ] || echo "subjectAltName=$san"
   } > "$name.ext"
   openssl req -new -key "$name.key" -subj "$subj" -out "$name.csr"
-  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 3650 -sha256 \
     -extfile "$name.ext" -out "$name.crt" 2>/dev/null
   rm -f "$name.csr" "$name.ext"
 }
@@ -46,6 +56,7 @@ cert scheduler system:kube-scheduler "" clientAuth
 cert kube-proxy system:kube-proxy "" clientAuth
 cert kubelet-client "system:node:$NODE_NAME" system:nodes clientAuth
 cert kubelet-server "$NODE_NAME" "" serverAuth "DNS:$NODE_NAME,IP:$NODE_IP"
+cert front-proxy-client front-proxy-client "" clientAuth "" front-proxy-ca
 if [ ! -f sa.key ]; then
   openssl ecparam -name prime256v1 -genkey -noout -out sa.key
   openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null

@@ -182,3 +182,27 @@ kubectl_bin() {
   if [ -x "$TETHER_CLUSTER_STATE/bin/kubectl" ]; then echo "$TETHER_CLUSTER_STATE/bin/kubectl"; else command -v kubectl; fi
 }
 kc() { "$(kubectl_bin)" --kubeconfig "$TETHER_CLUSTER_STATE/admin.kubeconfig" "$@"; }
+
+# The cluster's mounts (deepest first): the kubelet's, containerd's and the
+# pods' network namespaces.
+our_mounts() {
+  awk '{print $2}' /proc/self/mounts | grep -E '^(/var/lib/kubelet|/run/containerd|/var/lib/containerd)(/|$)|^/run/netns/cni-' | sort -r
+}
+
+# clean_netns unmounts the cluster's mounts and removes the pods' netns
+# files, with nothing running. The CNI plugin makes /run/netns a bind mount
+# of itself; a netns mounted before that stays mounted below it, hidden:
+# unmount /run/netns to reach it (the plugin makes it again), and go round,
+# as some are stacked, until nothing is left.
+clean_netns() {
+  local m
+  for _ in 1 2 3 4 5; do
+    for m in $(our_mounts); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+    rm -f /run/netns/cni-* 2>/dev/null
+    if mountpoint -q /run/netns 2>/dev/null && { [ -z "$(ls -A /run/netns 2>/dev/null)" ] || our_mounts | grep -q '^/run/netns/cni-'; }; then
+      umount /run/netns 2>/dev/null || umount -l /run/netns 2>/dev/null || true
+    fi
+    [ -z "$(our_mounts)" ] && return 0
+  done
+  return 1
+}

@@ -63,6 +63,13 @@ if ! daemon_pid containerd >/dev/null && [ -S /run/containerd/containerd.sock ] 
 fi
 
 # --- host ----------------------------------------------------------------------
+# A cluster that stopped without down.sh (a machine's session cut off) leaves
+# its pods' netns mounted: the kubelet could not remove their sandboxes (its
+# CoreDNS would stay Unknown). Nothing runs yet to use them.
+if ! daemon_pid containerd >/dev/null && [ -n "$(our_mounts)" ]; then
+  log "cleaning up the mounts of a cluster that was not brought down"
+  clean_netns || log "some mounts are still there: $(our_mounts | tr '\n' ' ')"
+fi
 # Record the sysctls the kubelet, kube-proxy and we may change, once per
 # up/down cycle; down.sh restores them.
 SYSCTLS=(net.ipv4.ip_forward kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
@@ -218,6 +225,11 @@ start_daemon kube-apiserver "$B/kube-apiserver" \
   --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+  --requestheader-client-ca-file="$P/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$P/front-proxy-client.crt" --proxy-client-key-file="$P/front-proxy-client.key" \
+  --enable-aggregator-routing=true \
   --endpoint-reconciler-type=lease --profiling=false
 wait_for kube-apiserver 120 kc get --raw /readyz
 start_daemon kube-controller-manager "$B/kube-controller-manager" \

@@ -134,10 +134,28 @@ func modeBits(m fs.FileMode) uint32 {
 }
 
 // fileOps serves the file requests of one stream against root.
-type fileOps struct{ root *os.Root }
+type fileOps struct {
+	root *os.Root
+	ss   *session // whose policies apply (nil: none)
+}
+
+// open resolves p inside the root (see resolve) and applies the
+// session's policies to it, for writing or not.
+func (f fileOps) open(p string, follow, write bool) (string, error) {
+	rel, err := resolve(f.root, p, follow)
+	if err != nil {
+		return "", err
+	}
+	if f.ss != nil {
+		if err := f.checkFile(p, rel, write); err != nil {
+			return "", err
+		}
+	}
+	return rel, nil
+}
 
 func (f fileOps) stat(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, !req.NoFollow)
+	rel, err := f.open(req.Path, !req.NoFollow, false)
 	if err != nil {
 		return protocol.ErrorResponse(fmt.Errorf("stat %s: %w", req.Path, err))
 	}
@@ -149,7 +167,7 @@ func (f fileOps) stat(req protocol.Request) protocol.Response {
 }
 
 func (f fileOps) readdir(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, true)
+	rel, err := f.open(req.Path, true, false)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
@@ -171,13 +189,16 @@ func (f fileOps) readdir(req protocol.Request) protocol.Response {
 	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	resp := protocol.Response{Stat: statOf(fi), Entries: make([]protocol.DirEntry, 0, len(des))}
 	for _, de := range des {
+		if f.ss != nil && (f.hidden(req.Path, de.Name()) || f.hidden(rel, de.Name())) {
+			continue
+		}
 		resp.Entries = append(resp.Entries, protocol.DirEntry{Name: de.Name(), Mode: modeBits(de.Type())})
 	}
 	return resp
 }
 
 func (f fileOps) readlink(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, false)
+	rel, err := f.open(req.Path, false, false)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
@@ -190,7 +211,7 @@ func (f fileOps) readlink(req protocol.Request) protocol.Response {
 
 // read answers with the file's stat, then streams exactly Stat.Size bytes.
 func (f fileOps) read(req protocol.Request, w io.Writer) error {
-	rel, err := resolve(f.root, req.Path, true)
+	rel, err := f.open(req.Path, true, false)
 	if err != nil {
 		return protocol.WriteFrame(w, protocol.ErrorResponse(err))
 	}
@@ -224,7 +245,7 @@ func (f fileOps) read(req protocol.Request, w io.Writer) error {
 // write replaces the file's content with the req.Size bytes that follow
 // the request frame (creating it with req.Perm when absent).
 func (f fileOps) write(req protocol.Request, r io.Reader) protocol.Response {
-	rel, err := resolve(f.root, req.Path, true)
+	rel, err := f.open(req.Path, true, true)
 	if err != nil {
 		io.CopyN(io.Discard, r, req.Size)
 		return protocol.ErrorResponse(err)
@@ -249,7 +270,7 @@ func (f fileOps) write(req protocol.Request, r io.Reader) protocol.Response {
 }
 
 func (f fileOps) mkdir(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, false)
+	rel, err := f.open(req.Path, false, true)
 	if err == nil {
 		perm := fs.FileMode(req.Perm & 0o7777)
 		if perm == 0 {
@@ -264,7 +285,7 @@ func (f fileOps) mkdir(req protocol.Request) protocol.Response {
 }
 
 func (f fileOps) remove(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, false)
+	rel, err := f.open(req.Path, false, true)
 	if err == nil {
 		err = f.root.Remove(rel)
 	}
@@ -275,11 +296,11 @@ func (f fileOps) remove(req protocol.Request) protocol.Response {
 }
 
 func (f fileOps) rename(req protocol.Request) protocol.Response {
-	from, err := resolve(f.root, req.Path, false)
+	from, err := f.open(req.Path, false, true)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
-	to, err := resolve(f.root, req.NewPath, false)
+	to, err := f.open(req.NewPath, false, true)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}

@@ -67,6 +67,7 @@ type subscription struct {
 	port   uint16
 	mode   string
 	filter *httpfilter.Filter
+	wire   *protocol.HTTPFilter // as subscribed, for policy edits
 }
 
 func (s *subscription) unfilteredSteal() bool { return s.mode == protocol.ModeSteal && s.filter == nil }
@@ -99,7 +100,7 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter}
+	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter, wire: req.Filter}
 	var warnings []string
 	for _, o := range in.ports[req.Port] {
 		if o.sess == ss {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tether-dev/tether/internal/protocol"
 )
@@ -27,10 +28,17 @@ type Node struct {
 	// and returns a server for it; nil: the agent serves Default only.
 	Open func(id string) (*Server, error)
 	Log  *slog.Logger
+	// Token, when set, must be presented on the admin channel
+	// (Hello.Admin); the servers check their own for sessions.
+	Token string
+	// Audited: tether-operator's audit trail polls this agent (Unreported
+	// counts from its start, not only after a first poll).
+	Audited bool
 
 	mu      sync.Mutex
 	servers map[string]*Server // opened, by container ID
 	stopped bool
+	polled  time.Time // the sessions as the operator's audit trail last read them (AdminSessions, Audit)
 }
 
 // errStopped refuses a session that arrives during the agent's shutdown.
@@ -65,6 +73,7 @@ func (n *Node) server(id string) (*Server, error) {
 	if s.Log == nil {
 		s.Log = n.Log
 	}
+	s.ID = id
 	if n.servers == nil {
 		n.servers = map[string]*Server{}
 	}
@@ -120,6 +129,28 @@ func (n *Node) Sessions() int {
 	return total
 }
 
+// Unreported counts the sessions that ended since the operator's audit
+// trail last read the sessions: their ends and refusals are not in it
+// yet. It is 0 when nothing reads them (tether's direct mode: not
+// Audited and never polled for the audit trail).
+func (n *Node) Unreported() int {
+	n.mu.Lock()
+	polled := n.polled
+	n.mu.Unlock()
+	if polled.IsZero() && !n.Audited {
+		return 0
+	}
+	k := 0
+	for _, s := range n.all() {
+		for _, e := range s.endedInfo() {
+			if e.Ended.After(polled) {
+				k++
+			}
+		}
+	}
+	return k
+}
+
 // Targets returns the IDs of the containers opened, sorted.
 func (n *Node) Targets() []string {
 	n.mu.Lock()
@@ -140,6 +171,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if n.Default != nil && n.Default.Log == nil {
 		n.Default.Log = n.Log
+	}
+	if n.Default != nil && n.Default.ID == "" {
+		n.Default.ID = n.DefaultID
 	}
 	go func() {
 		<-ctx.Done()
@@ -180,8 +214,16 @@ func (n *Node) handleConn(ctx context.Context, conn net.Conn) {
 		srv     *Server
 		ss      *session
 		created bool
+		admin   bool
 	)
 	hello, welcome, err := protocol.ServerHandshake(conn, func(h protocol.Hello) protocol.Welcome {
+		if h.Admin {
+			if !n.tokenOK(h.Token) {
+				return protocol.Welcome{Error: "wrong or missing agent token for the admin channel"}
+			}
+			admin = true
+			return protocol.Welcome{}
+		}
 		s, err := n.server(h.Target)
 		if err != nil {
 			return protocol.Welcome{Error: err.Error()}
@@ -191,6 +233,10 @@ func (n *Node) handleConn(ctx context.Context, conn net.Conn) {
 		w, ss, created = s.welcome(h)
 		return w
 	})
+	if admin && err == nil {
+		n.serveAdmin(conn)
+		return
+	}
 	if srv == nil {
 		if err == nil {
 			err = errors.New("no target")

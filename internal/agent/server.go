@@ -11,11 +11,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tether-dev/tether/internal/netfilter"
+	"github.com/tether-dev/tether/internal/policy"
 	"github.com/tether-dev/tether/internal/protocol"
 	"github.com/tether-dev/tether/internal/splice"
 )
@@ -40,16 +43,34 @@ type Server struct {
 	// OriginalDst, when set, replaces SO_ORIGINAL_DST (tests).
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
 
+	// ID is the container the server serves, as sessions name it
+	// (Hello.Target); set by Node.
+	ID string
+
 	mu       sync.Mutex
 	sessions map[string]*session
+	// ended remembers the sessions an administrator ended, and why, so
+	// that their clients are told instead of resuming.
+	ended map[string]endedSession
+	// endedLog is the operator's sessions that ended lately, for its
+	// audit trail (see recordEnded).
+	endedLog []protocol.SessionInfo
 	inOnce   sync.Once
-	in       *incoming
+	in       atomic.Pointer[incoming]
+	// names the target resolved, for the policies' hostname rules
+	namesOnce sync.Once
+	names     *resolvedNames
 }
 
+// incoming is the server's incoming-traffic state, made on first use.
 func (s *Server) incoming() *incoming {
-	s.inOnce.Do(func() { s.in = newIncoming(s) })
-	return s.in
+	s.inOnce.Do(func() { s.in.Store(newIncoming(s)) })
+	return s.in.Load()
 }
+
+// incomingIfUsed is the incoming-traffic state, or nil when no session has
+// asked for incoming traffic yet.
+func (s *Server) incomingIfUsed() *incoming { return s.in.Load() }
 
 // TargetExited is called when the target process has exited, before the
 // server is stopped: its incoming traffic must not wait for the orderly
@@ -96,20 +117,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	return (&Node{Default: s, Log: s.Log}).Serve(ctx, ln)
+	return (&Node{Default: s, Log: s.Log, Token: s.Token}).Serve(ctx, ln)
 }
 
 // Shutdown is the server's orderly end. The rules first: new connections
 // go straight to the app while the sessions are closed and the
 // connections the agent passes to the app drain.
 func (s *Server) Shutdown() {
-	if s.in != nil {
-		s.in.stopRedirects()
+	if in := s.incomingIfUsed(); in != nil {
+		in.stopRedirects()
 	}
 	s.closeAll()
-	if s.in != nil {
-		s.in.drain(drainLimit)
-		s.in.close()
+	if in := s.incomingIfUsed(); in != nil {
+		in.drain(drainLimit)
+		in.close()
 	}
 }
 
@@ -147,21 +168,46 @@ func (s *Server) welcome(h protocol.Hello) (w protocol.Welcome, ss *session, cre
 	if s.sessions == nil {
 		s.sessions = map[string]*session{}
 	}
+	if e, ok := s.ended[h.SessionID]; ok && h.SessionID != "" {
+		s.mu.Unlock()
+		return protocol.Welcome{Error: e.reason, Final: true}, nil, false
+	}
 	if h.SessionID != "" {
 		ss = s.sessions[h.SessionID]
 	}
+	if ss != nil && ss.grant.Who() != h.Grant.Who() {
+		// A session ID is no credential: another user's is a new session.
+		ss = nil
+	}
+	var rules []policy.Rules
+	var names map[string][]string
+	if h.Grant != nil {
+		rules, names = h.Grant.Policies, h.Grant.Names
+	}
+	pol, err := newSessionPolicy(rules, names)
+	if err != nil {
+		s.mu.Unlock()
+		return protocol.Welcome{Error: err.Error(), Final: true}, nil, false
+	}
 	resumed := ss != nil
 	if ss == nil {
-		ss = &session{id: newSessionID(), client: h.Client, start: time.Now()}
+		ss = &session{id: newSessionID(), client: h.Client, start: time.Now(), run: h.Run, grant: h.Grant}
+		ss.pol.Store(pol)
 		s.sessions[ss.id] = ss
 		created = true
 	}
 	s.mu.Unlock()
+	if resumed && h.Grant != nil {
+		// The operator's grant of the reconnect has the policies as they
+		// are now.
+		s.setPolicy(ss, pol)
+	}
 	return protocol.Welcome{
 		SessionID:    ss.id,
 		Resumed:      resumed,
 		Capabilities: protocol.Intersect(protocol.AllCapabilities, h.Capabilities),
 		Target:       protocol.TargetInfo{PID: s.Target.PID(), Hostname: hostname, Agent: s.Version},
+		Policies:     rules,
 	}, ss, created
 }
 
@@ -185,6 +231,19 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, hello protocol.He
 		return
 	}
 	gen := ss.attach(mux)
+	s.mu.Lock()
+	e, killed := s.ended[ss.id]
+	s.mu.Unlock()
+	if killed {
+		// Ended by an administrator while this connection was being set
+		// up: tell the client, as kill does for attached ones.
+		if st, err := mux.Open(); err == nil {
+			st.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			protocol.WriteFrame(st, protocol.Incoming{Ended: e.reason})
+			st.Close()
+		}
+		time.AfterFunc(200*time.Millisecond, func() { mux.Close() })
+	}
 	if welcome.Resumed {
 		s.Log.Info("session resumed", "session", ss.id, "remote", conn.RemoteAddr().String())
 	} else {
@@ -214,12 +273,20 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, hello protocol.He
 
 // endSession removes a session and everything it subscribed.
 func (s *Server) endSession(ss *session) {
-	if s.in != nil {
-		s.in.unsubscribe(ss, 0)
+	var last protocol.SessionInfo
+	if ss.grant != nil {
+		last = s.describe(ss) // for the audit trail, before it goes
+	}
+	if in := s.incomingIfUsed(); in != nil {
+		in.unsubscribe(ss, 0)
 	}
 	s.mu.Lock()
 	_, present := s.sessions[ss.id]
 	delete(s.sessions, ss.id)
+	if present && ss.grant != nil {
+		last.Ended, last.Connected = time.Now(), false
+		s.recordEnded(last)
+	}
 	s.mu.Unlock()
 	if present {
 		s.Log.Info("session ended", "session", ss.id, "duration", time.Since(ss.start).Round(time.Millisecond).String())
@@ -233,7 +300,7 @@ func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Strea
 		s.Log.Warn("bad request", "session", ss.id, "err", err)
 		return
 	}
-	files := fileOps{root: s.Target.Root()}
+	files := fileOps{root: s.Target.Root(), ss: ss}
 	switch req.Op {
 	case protocol.OpRPC:
 		s.serveRPC(ss, st)
@@ -252,7 +319,7 @@ func (s *Server) serveStream(ctx context.Context, ss *session, st protocol.Strea
 
 // answer serves a request whose whole answer is one Response.
 func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
-	files := fileOps{root: s.Target.Root()}
+	files := fileOps{root: s.Target.Root(), ss: ss}
 	var resp protocol.Response
 	switch req.Op {
 	case protocol.OpEnv:
@@ -260,7 +327,7 @@ func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
 		if err != nil {
 			return protocol.ErrorResponse(err)
 		}
-		resp.Env = env
+		resp.Env, resp.Refused = ss.filterEnv(env)
 	case protocol.OpHostname:
 		h, err := s.Target.Hostname()
 		if err != nil {
@@ -286,6 +353,14 @@ func (s *Server) answer(ss *session, req protocol.Request) protocol.Response {
 	case protocol.OpLink:
 		resp = files.link(req)
 	case protocol.OpSubscribe:
+		if msg := ss.grant.Refusal(subscribeAction(req)); msg != "" {
+			s.Log.Warn("refused", "session", ss.id, "user", ss.grant.Who(), "action", subscribeAction(req), "port", req.Port)
+			return ss.refuse(subscribeAction(req), msg)
+		}
+		if err := ss.checkSubscribe(req); err != nil {
+			s.Log.Warn("refused by a policy", "session", ss.id, "user", ss.grant.Who(), "action", subscribeAction(req), "port", req.Port, "err", err)
+			return protocol.ErrorResponse(err)
+		}
 		resp = s.incoming().subscribe(ss, req)
 	case protocol.OpUnsubscribe:
 		s.incoming().unsubscribe(ss, req.Port)
@@ -325,6 +400,11 @@ func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req 
 		protocol.WriteFrame(st, protocol.Response{Errno: int(syscall.EAFNOSUPPORT), Error: "unsupported network " + req.Network})
 		return
 	}
+	if err := s.checkDial(ss, req.Network, req.Addr); err != nil {
+		s.Log.Debug("dial refused by a policy", "session", ss.id, "network", req.Network, "addr", req.Addr, "err", err)
+		protocol.WriteFrame(st, protocol.ErrorResponse(err))
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	c, err := s.Target.Dial(dctx, req.Network, req.Addr)
 	cancel()
@@ -338,11 +418,16 @@ func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req 
 		return
 	}
 	defer c.Close()
+	defer ss.trackConn(c, req.Network, req.Addr)()
 	if err := protocol.WriteFrame(st, protocol.Response{LocalAddr: c.LocalAddr().String()}); err != nil {
 		return
 	}
 	if req.Network == "udp" {
-		relayUDP(st, c)
+		var answers func([]byte)
+		if p := ss.policy(); p != nil && p.hostnames && strings.HasSuffix(req.Addr, ":53") {
+			answers = s.resolved().observe // the pod's name server
+		}
+		relayUDP(st, c, answers)
 		return
 	}
 	if hc, ok := c.(splice.Conn); ok {
@@ -352,7 +437,8 @@ func (s *Server) dial(ctx context.Context, ss *session, st protocol.Stream, req 
 
 // relayUDP carries datagrams between a stream (length-prefixed) and a
 // connected UDP socket.
-func relayUDP(st protocol.Stream, c net.Conn) {
+// Each datagram that comes back goes to answers too when set.
+func relayUDP(st protocol.Stream, c net.Conn, answers func([]byte)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -365,6 +451,9 @@ func relayUDP(st protocol.Stream, c net.Conn) {
 					continue
 				}
 				return
+			}
+			if answers != nil {
+				answers(buf[:n])
 			}
 			if err := protocol.WriteDatagram(st, buf[:n]); err != nil {
 				return

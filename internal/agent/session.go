@@ -2,7 +2,10 @@ package agent
 
 import (
 	"errors"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tether-dev/tether/internal/protocol"
@@ -22,6 +25,15 @@ type session struct {
 	id     string
 	client string
 	start  time.Time
+	run    string          // Hello.Run
+	grant  *protocol.Grant // set by tether-operator; nil: a direct session
+
+	refusedMu sync.Mutex
+	refused   []protocol.Refusal // the latest, oldest first
+
+	pol    atomic.Pointer[sessionPolicy] // nil: no policy selects the target
+	connMu sync.Mutex
+	conns  map[*policyConn]struct{} // outgoing connections, for policy edits
 
 	mu      sync.Mutex
 	mux     protocol.Mux // nil while detached
@@ -80,6 +92,43 @@ func (ss *session) markClosing() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.closing = true
+}
+
+// refuse records that the session was refused action (for listings and
+// the operator's audit trail) and returns the response its client gets.
+func (ss *session) refuse(action, msg string) protocol.Response {
+	ss.record(protocol.Refusal{Action: action, Detail: msg})
+	return protocol.Response{Errno: int(syscall.EACCES), Error: msg}
+}
+
+// record keeps refusal r. A policy's is kept once per policy and rule
+// (later ones count): a program that retries a refused dial in a loop
+// makes one entry of the audit trail, not thousands.
+func (ss *session) record(r protocol.Refusal) {
+	r.Time, r.Count = time.Now(), 1
+	ss.refusedMu.Lock()
+	defer ss.refusedMu.Unlock()
+	if r.Policy != "" {
+		for i := range ss.refused {
+			if e := &ss.refused[i]; e.Policy == r.Policy && e.Rule == r.Rule {
+				e.Count++
+				return
+			}
+		}
+	}
+	if len(ss.refused) == protocol.MaxRefusals {
+		ss.refused = slices.Delete(ss.refused, 0, 1)
+	}
+	ss.refused = append(ss.refused, r)
+}
+
+// policy is what the policies say of the session now (nil: nothing).
+func (ss *session) policy() *sessionPolicy { return ss.pol.Load() }
+
+func (ss *session) refusals() []protocol.Refusal {
+	ss.refusedMu.Lock()
+	defer ss.refusedMu.Unlock()
+	return slices.Clone(ss.refused)
 }
 
 func (ss *session) currentMux() protocol.Mux {

@@ -16,7 +16,7 @@ func (f fileOps) setattr(req protocol.Request) protocol.Response {
 	if a == nil {
 		return protocol.ErrorResponse(errors.New("setattr without attributes"))
 	}
-	rel, err := resolve(f.root, req.Path, !req.NoFollow)
+	rel, err := f.open(req.Path, !req.NoFollow, true)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
@@ -92,7 +92,7 @@ func modeExtras(m uint32) fs.FileMode {
 
 // symlink makes req.Path a symbolic link to req.Target.
 func (f fileOps) symlink(req protocol.Request) protocol.Response {
-	rel, err := resolve(f.root, req.Path, false)
+	rel, err := f.open(req.Path, false, true)
 	if err == nil {
 		err = f.root.Symlink(req.Target, rel)
 	}
@@ -104,11 +104,11 @@ func (f fileOps) symlink(req protocol.Request) protocol.Response {
 
 // link makes req.NewPath a hard link to req.Path.
 func (f fileOps) link(req protocol.Request) protocol.Response {
-	from, err := resolve(f.root, req.Path, !req.NoFollow)
+	from, err := f.open(req.Path, !req.NoFollow, true)
 	if err != nil {
 		return protocol.ErrorResponse(err)
 	}
-	to, err := resolve(f.root, req.NewPath, false)
+	to, err := f.open(req.NewPath, false, true)
 	if err == nil {
 		err = f.root.Link(from, to)
 	}

@@ -89,7 +89,7 @@ environment variables, files, DNS, hostname and outgoing network.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
-	root.AddCommand(newExec(streams), newLs(streams), newConfigCmd(streams), newDoctor(streams), newVersion(streams))
+	root.AddCommand(newExec(streams), newLs(streams), newConfigCmd(streams), newDoctor(streams), newVersion(streams), newOperatorCmd(streams), newSessions(streams), newQueuesCmd(streams), newPolicyCmd(streams))
 	return root
 }
 

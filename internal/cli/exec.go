@@ -34,6 +34,7 @@ type execFlags struct {
 	// followOwner is --follow-owner; followOwnerSet says it was given (it
 	// overrides the config's follow_owner either way).
 	followOwner, followOwnerSet bool
+	noOperator                  bool
 }
 
 func newExec(streams Streams) *cobra.Command {
@@ -62,6 +63,7 @@ func newExec(streams Streams) *cobra.Command {
 	fl.StringVarP(&f.selector, "selector", "l", "", "target the ready pods this label selector picks (app=web), as a workload's (overrides the config's target; config: target.selector)")
 	fl.BoolVar(&f.ephemeral, "ephemeral", false, "run the agent as an ephemeral container in the target pod (no hostPID Job; for namespaces whose Pod Security forbids it)")
 	fl.BoolVar(&f.followOwner, "follow-owner", false, fmt.Sprintf("with -t pod/NAME: when the pod goes away, re-attach to its owner's new pod (Deployment, StatefulSet, DaemonSet, Job...) as a workload target does; without it the session ends with exit code %d (config: follow_owner)", ExitTargetGone))
+	fl.BoolVar(&f.noOperator, "no-operator", false, "start the agents with your own rights even when the cluster has tether-operator (config: operator: false)")
 	fl.StringVar(&f.progress, "progress", "", "start-up output: tty, plain, json or off (default: tty on a terminal, else plain)")
 	f.kube.add(fl)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but the command's own output")
@@ -80,6 +82,10 @@ func (f execFlags) override(cfg *config.Config) {
 	}
 	if f.followOwnerSet {
 		cfg.FollowOwner = f.followOwner
+	}
+	if f.noOperator {
+		off := false
+		cfg.Operator = &off
 	}
 }
 
@@ -186,11 +192,23 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			cfg.Incoming.Mode = "off"
 		}
 		dial, redial, where = att.dialFirst, att.redial, fmt.Sprintf("agent pod %s/%s", agent.Namespace, agent.Pod)
+		switch {
+		case att.viaOperator && resolved.Pod == nil:
+			where = fmt.Sprintf("targetless agent of %s (through tether-operator)", agent.Namespace)
+		case att.viaOperator:
+			where = fmt.Sprintf("agent of pod %s/%s (through tether-operator)", agent.Namespace, agent.Pod)
+		}
 		deadline = time.Now().Add(cfg.AgentStartupTimeout())
 		starting = agent.Starting
 	}
 	step := pw.Start("connecting to the agent")
 	opts := session.Options{Config: cfg, Log: log, LocalDirs: session.LocalDirs(args[0]), Messages: streams.Err, Quiet: f.quiet, Redial: redial}
+	if att != nil {
+		opts.Run = att.run
+		// However the run ends, its split's undelivered messages go back
+		// to the deployed workload.
+		defer att.split.end(context.WithoutCancel(ctx))
+	}
 	var sess *session.Session
 	for attempt := 0; ; attempt++ {
 		conn, cred, err := dial(ctx)
@@ -206,7 +224,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 			err = att.checkStarting(ctx, err)
 		}
 		var ue *UsageError
-		if errors.As(err, &ue) || errors.Is(err, errAgentEnded) || time.Now().After(deadline) || ctx.Err() != nil {
+		var refused *kube.ConnectError
+		final := errors.As(err, &refused) && refused.Final
+		if final || errors.As(err, &ue) || errors.Is(err, errAgentEnded) || time.Now().After(deadline) || ctx.Err() != nil {
 			err = fmt.Errorf("starting the session with the %s: %w", where, err)
 			if starting && time.Now().After(deadline) {
 				err = fmt.Errorf("the agent was not ready within agent.startup_timeout (%v): %w; raise agent.startup_timeout if the cluster is slow to pull images or schedule pods", cfg.AgentStartupTimeout(), err)
@@ -237,6 +257,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	}
 	if att != nil {
 		att.tell(sess.Warnf)
+		if att.split != nil {
+			att.split.warnVia(sess.Warnf)
+		}
 	}
 	defer sess.Close()
 	step.Done("session " + sess.ID())
@@ -263,6 +286,7 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 	// When the target is gone, say so at once and stop the command; the
 	// session closes when it has exited, as after Ctrl-C.
 	sayGone := sync.OnceFunc(func() { fmt.Fprintf(streams.Err, "tether: %v\n", att.goneError()) })
+	sayEnded := sync.OnceFunc(func() { fmt.Fprintf(streams.Err, "tether: %s; stopping the command\n", sess.EndedReason()) })
 	ran := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -270,6 +294,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		select {
 		case <-att.targetGone():
 			sayGone()
+			stopCommand(ran, commandStopGrace)
+		case <-sess.Ended():
+			sayEnded()
 			stopCommand(ran, commandStopGrace)
 		case <-ran:
 		}
@@ -287,6 +314,9 @@ func runExec(ctx context.Context, streams Streams, f execFlags, args []string) e
 		// Whatever the command's own ending: it ended with its target.
 		sayGone()
 		return ExitCode(ExitTargetGone)
+	case <-sess.Ended():
+		sayEnded()
+		return ExitCode(ExitSessionEnded)
 	default:
 	}
 	var ee *layer.ExitError

@@ -150,8 +150,15 @@ type agentDialer func(ctx context.Context) (net.Conn, session.Credentials, error
 type attachment struct {
 	k    *kubeClients
 	spec kube.TargetSpec
-	mgr  *kube.AgentManager
+	mgr  agentSource
 	opts kube.AgentOptions
+	// viaOperator: tether-operator starts the agents; sessions reach them
+	// through the API server.
+	viaOperator bool
+	// run is the run's ID when it was chosen before its session (split
+	// holds its queues); "" otherwise.
+	run   string
+	split *queueSplit
 
 	mu       sync.Mutex
 	resolved *kube.Resolved
@@ -177,6 +184,10 @@ type attachment struct {
 // for good (deleted, ended) and the session does not follow a new pod: a
 // pod target without --follow-owner.
 const ExitTargetGone = 69
+
+// ExitSessionEnded is tether exec's exit code when an administrator ended
+// its session (tether sessions kill).
+const ExitSessionEnded = 70
 
 // targetGone is closed when the session's target pod is gone for good and
 // the session ends (a pod target without --follow-owner).
@@ -390,7 +401,7 @@ func (a *attachment) currentOrNil() (*kube.Resolved, *kube.Agent) {
 // dial opens a port-forward stream to the current agent.
 func (a *attachment) dial(ctx context.Context) (net.Conn, session.Credentials, error) {
 	_, ag := a.current()
-	conn, err := kube.DialPod(ctx, a.k.rest, a.k.client, ag.Namespace, ag.Pod, ag.Port)
+	conn, err := a.k.dialAgent(ctx, ag)
 	return conn, credentials(ag), err
 }
 
@@ -510,6 +521,9 @@ const cannotTell = "cannot tell"
 // agentServes reports whether the agent's pod still runs its agent; if not,
 // why (for the user; "" when it is simply gone).
 func (a *attachment) agentServes(ctx context.Context, ag *kube.Agent) (bool, string) {
+	if a.viaOperator {
+		return true, cannotTell // the operator's to know and to fix
+	}
 	p, err := a.k.client.CoreV1().Pods(ag.Namespace).Get(ctx, ag.Pod, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -543,7 +557,7 @@ func (a *attachment) tell(warn func(format string, args ...any)) {
 
 // connectTarget resolves the target and finds or starts its agent; the
 // attachment dials it (a port-forward stream per call).
-func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (*attachment, error) {
+func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode kube.AgentMode, pw *progress.Writer) (_ *attachment, err error) {
 	// The agent's token travels in its pod spec: whoever may read pods (and
 	// port-forward to them) may use the agent; processes in other pods may not.
 	spec, err := targetSpec(cfg.Target)
@@ -556,6 +570,42 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 		return nil, err
 	}
 	step.Done(k.rest.Host)
+	useOperator := false
+	if cfg.OperatorEnabled() {
+		installed, err := kube.OperatorServes(ctx, k.client)
+		if err != nil {
+			return nil, err
+		}
+		useOperator = installed
+		if installed {
+			if err := mayUse(ctx, k, spec); err != nil {
+				return nil, err
+			}
+			pw.Info("tether-operator serves this cluster: the session goes through it (--no-operator to start agents yourself)")
+		}
+	}
+	// Queue splitting first: the workload may roll out to its fallback
+	// queues, and the session is for its new pods.
+	var split *queueSplit
+	run := ""
+	if len(cfg.SplitQueues) > 0 {
+		if !useOperator {
+			why := "this cluster has no tether-operator (tether operator install)"
+			if !cfg.OperatorEnabled() {
+				why = "--no-operator (operator: false) is set"
+			}
+			return nil, usageErrorf("split_queues needs tether-operator, and %s: remove split_queues, or use the operator", why)
+		}
+		run = session.NewRunID()
+		if split, err = startSplit(ctx, k, spec, cfg, run, pw); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				split.end(context.WithoutCancel(ctx))
+			}
+		}()
+	}
 	step = pw.Start("resolving " + spec.String())
 	resolved, err := (&kube.Resolver{Client: k.client, Dynamic: k.dynamic}).Resolve(ctx, k.namespace, spec)
 	if err != nil {
@@ -563,7 +613,7 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 		return nil, err
 	}
 	step.Done(resolved.Chosen)
-	att := &attachment{k: k, spec: spec, resolved: resolved, gone: make(chan struct{})}
+	att := &attachment{k: k, spec: spec, resolved: resolved, gone: make(chan struct{}), run: run, split: split}
 	if spec.Kind == kube.KindService {
 		if err := mapServicePorts(ctx, att, cfg, pw); err != nil {
 			return nil, err
@@ -593,6 +643,9 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	}
 	mgr := &kube.AgentManager{Client: k.client}
 	att.mgr, att.opts = mgr, opts
+	if att.viaOperator = useOperator; useOperator {
+		att.mgr = viaOperator{spec: spec}
+	}
 	// A workload's other ready pods get their agents meanwhile.
 	if att.replicas, err = newReplicaWatch(ctx, att, cfg, resolved, pw); err != nil {
 		return nil, err
@@ -602,7 +655,7 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	// Dialled until it answers, from the moment its pod is on its node.
 	first := opts
 	first.Early = true
-	agent, err := mgr.Ensure(ctx, resolved, first)
+	agent, err := att.mgr.Ensure(ctx, resolved, first)
 	if err != nil {
 		step.Fail(err)
 		att.replicas.stop(true)
@@ -610,6 +663,10 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	}
 	how := "shared with other sessions"
 	switch {
+	case att.viaOperator && resolved.Pod == nil:
+		how = "tether-operator starts or shares the namespace's targetless agent"
+	case att.viaOperator:
+		how = "tether-operator starts or shares its node's agent"
 	case agent.Created && agent.Starting:
 		how = "new, starting"
 	case agent.Created:

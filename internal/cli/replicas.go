@@ -299,7 +299,7 @@ func (w *replicaWatch) ensure(ctx context.Context, rp *replicaPod) error {
 	if resolved.Pod.UID != rp.uid {
 		return fmt.Errorf("the pod was replaced by another of the same name")
 	}
-	mgr := &kube.AgentManager{Client: w.att.k.client}
+	mgr := w.att.mgr
 	opts := w.att.opts
 	opts.Early = true // dialled until it answers (see going)
 	ensured := time.Now()
@@ -361,7 +361,7 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, sess
 		ag = rp.agent
 		rp.mu.Unlock()
 	}
-	conn, err := kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
+	conn, err := k.dialAgent(ctx, ag)
 	if err == nil {
 		return conn, credentials(ag), nil
 	}
@@ -377,7 +377,7 @@ func (w *replicaWatch) dial(ctx context.Context, rp *replicaPod) (net.Conn, sess
 	rp.mu.Lock()
 	ag = rp.agent
 	rp.mu.Unlock()
-	conn, err = kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
+	conn, err = k.dialAgent(ctx, ag)
 	return conn, credentials(ag), err
 }
 

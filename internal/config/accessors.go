@@ -88,6 +88,11 @@ func (c *Config) AgentPerNode() bool {
 	return c.Agent.PerNode == nil || *c.Agent.PerNode
 }
 
+// OperatorEnabled returns operator (default true).
+func (c *Config) OperatorEnabled() bool {
+	return c.Operator == nil || *c.Operator
+}
+
 // AgentSessionGrace returns agent.session_grace (default 60s).
 func (c *Config) AgentSessionGrace() time.Duration {
 	if c.Agent.SessionGrace <= 0 {

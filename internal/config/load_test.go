@@ -120,6 +120,8 @@ func TestLoadBad(t *testing.T) {
 		// bad regex
 		{"bad_regex.yaml", "testdata/bad/bad_regex.yaml:5:7: \"fs.read_only[1]\": bad regex \"^/var/(log\": missing closing ): `^/var/(log` (Go RE2 syntax: https://pkg.go.dev/regexp/syntax)"},
 		{"bad_regex.json", "testdata/bad/bad_regex.json:4:29: \"fs.read_only[1]\": bad regex \"^/var/(log\": missing closing ): `^/var/(log` (Go RE2 syntax: https://pkg.go.dev/regexp/syntax)"},
+		{"bad_split_regex.yaml", "testdata/bad/bad_split_regex.yaml:5:22: \"split_queues.visits.message_filter.x-tether-user\": bad regex \"^(me\": missing closing ): `^(me` (Go RE2 syntax: https://pkg.go.dev/regexp/syntax)"},
+		{"unknown_split_key.yaml", `testdata/bad/unknown_split_key.yaml:3:5: unknown key "split_queues.visits.message_filtre" (did you mean "split_queues.visits.message_filter"?)`},
 		{"bad_regex.toml", "testdata/bad/bad_regex.toml:5:3: \"fs.read_only[1]\": bad regex \"^/var/(log\": missing closing ): `^/var/(log` (Go RE2 syntax: https://pkg.go.dev/regexp/syntax)"},
 		// bad enum
 		{"bad_enum.yaml", `testdata/bad/bad_enum.yaml:2:9: "fs.mode": want "read", "write" or "local", got "wirte" (did you mean "write"?)`},

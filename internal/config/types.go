@@ -18,12 +18,20 @@ type Config struct {
 	// as a deployment/NAME target does. Same as --follow-owner.
 	FollowOwner bool `json:"follow_owner,omitempty" jsonschema_description:"With a pod target (pod/NAME): when the pod goes away (deleted, ended), re-attach to the new pod of its owner (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, Argo Rollout) as a workload target does. Off: the session ends with exit code 69. A pod without an owner is refused. Same as --follow-owner."`
 
+	// Operator: sessions go through tether-operator when the cluster has
+	// it (default true); false starts the agents with the user's own
+	// rights, as without it. Same as --no-operator (false).
+	Operator *bool `json:"operator,omitempty" jsonschema:"default=true" jsonschema_description:"Go through tether-operator when the cluster has it: the operator starts the agents and checks RBAC on targets.tether.dev, so no right to create privileged pods or to port-forward is needed. false: tether starts the agents itself with your rights, as on a cluster without the operator. Same as --no-operator."`
+
 	Agent    Agent    `json:"agent,omitzero" jsonschema_description:"How tether reaches (or creates) the agent."`
 	Env      Env      `json:"env,omitzero" jsonschema_description:"Which of the target's environment variables the local process gets."`
 	FS       FS       `json:"fs,omitzero" jsonschema_description:"File system mode and path lists."`
 	Outgoing Outgoing `json:"outgoing,omitzero" jsonschema_description:"Which outgoing connections are made from the target."`
 	DNS      DNS      `json:"dns,omitzero" jsonschema_description:"Name resolution."`
 	Incoming Incoming `json:"incoming,omitzero" jsonschema_description:"Traffic to the target's ports (mirror or steal)."`
+	// SplitQueues are the queues of the target whose messages this session
+	// takes, by the queue IDs of the target's QueueSplit (tether-operator).
+	SplitQueues map[string]SplitQueue `json:"split_queues,omitempty" jsonschema_description:"Queue splitting (through tether-operator): by queue ID of the target's QueueSplit, the messages this session's program gets on a queue of its own; the deployed workload gets the others. Each needs a message_filter."`
 	// Hostname makes gethostname/uname/os.Hostname report the target's hostname (default true).
 	Hostname *bool `json:"hostname,omitempty" jsonschema:"default=true" jsonschema_description:"Make gethostname/uname/os.Hostname report the target's hostname."`
 }
@@ -163,3 +171,11 @@ type HTTPMatch struct {
 // string ("30s", "1m30s") or as a whole number of seconds (30). It marshals
 // to JSON, YAML and text as a duration string.
 type Duration time.Duration
+
+// SplitQueue is one queue a session splits.
+type SplitQueue struct {
+	// MessageFilter is header (Kafka), property or header (RabbitMQ) or
+	// message attribute (SQS) → regular expression; a message is the
+	// session's when every one matches.
+	MessageFilter map[string]string `json:"message_filter,omitempty" jsonschema_description:"Header (Kafka), header or property (RabbitMQ) or message attribute (SQS) name, to a regular expression (Go RE2) its value must match; a message goes to this session when all match, else to the deployed workload (or an earlier session whose filter matches)."`
+}

@@ -67,6 +67,7 @@ func (c *Config) check() []*Error {
 	c.checkOutgoing(v)
 	c.checkDNS(v)
 	c.checkIncoming(v)
+	c.checkSplitQueues(v)
 	return v.errs
 }
 
@@ -310,6 +311,28 @@ func (c *Config) checkIncoming(v *validator) {
 			if n != 1 {
 				v.addf(path, "want exactly one of \"header\", \"path\" or \"method\", got %d; use one entry per condition", n)
 			}
+		}
+	}
+}
+
+func (c *Config) checkSplitQueues(v *validator) {
+	for _, id := range slices.Sorted(maps.Keys(c.SplitQueues)) {
+		path := "split_queues." + id
+		if strings.TrimSpace(id) == "" {
+			v.addf("split_queues", "a queue ID is empty: use the IDs of the target's QueueSplit (kubectl get queuesplits -o yaml)")
+			continue
+		}
+		f := c.SplitQueues[id].MessageFilter
+		if len(f) == 0 {
+			v.addf(path, "no message_filter: without one the session would take every message from the deployed workload; set message_filter: {HEADER: REGEX}")
+			continue
+		}
+		for _, h := range slices.Sorted(maps.Keys(f)) {
+			if strings.TrimSpace(h) == "" {
+				v.addf(path+".message_filter", "an empty header name")
+				continue
+			}
+			v.regex(path+".message_filter."+h, f[h], "header value")
 		}
 	}
 }

@@ -1,7 +1,11 @@
 package httpfilter
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/tether-dev/tether/internal/config"
+	"github.com/tether-dev/tether/internal/policy"
 	"github.com/tether-dev/tether/internal/protocol"
 )
 
@@ -33,4 +37,34 @@ func CompileWire(w *protocol.HTTPFilter) (*Filter, error) {
 		c.AnyOf = append(c.AnyOf, config.HTTPMatch(m))
 	}
 	return Compile(c)
+}
+
+// PolicyView is what policies see of a steal's HTTP filter (nil:
+// none): the headers a stolen request must carry.
+func PolicyView(f *protocol.HTTPFilter) *policy.HTTPFilter {
+	if f == nil {
+		return nil
+	}
+	out := &policy.HTTPFilter{All: []string{f.Header}}
+	var text []string
+	if f.Header != "" {
+		text = append(text, "header "+f.Header)
+	}
+	if f.Path != "" {
+		text = append(text, "path "+f.Path)
+	}
+	for _, m := range f.AllOf {
+		out.All = append(out.All, m.Header)
+		if m.Header != "" {
+			text = append(text, "header "+m.Header)
+		}
+	}
+	for _, m := range f.AnyOf {
+		out.AnyOf = append(out.AnyOf, m.Header)
+	}
+	if len(f.AnyOf) > 0 {
+		text = append(text, fmt.Sprintf("any of %d", len(f.AnyOf)))
+	}
+	out.Text = "(" + strings.Join(text, ", ") + ")"
+	return out
 }

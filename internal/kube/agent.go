@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -72,12 +73,28 @@ type AgentOptions struct {
 	// (Agent.Target), so that a session on N replicas does not wait for N
 	// agent pods to start.
 	PerNode bool
+	// Namespace is where a Job agent runs ("": the target's namespace):
+	// tether-operator keeps its agents in its own, out of its users' reach.
+	Namespace string
+	// ListenAll makes the agent listen on its pod's IP, not only on
+	// loopback: for tether-operator, which dials it there (with its token)
+	// instead of port-forwarding.
+	ListenAll bool
+	// Audited makes the agent, once idle, wait (briefly) for its audit
+	// trail to have read how its last sessions ended before it exits:
+	// tether-operator's agents.
+	Audited bool
+	// TargetlessDNS, when set, is the DNS of a targetless agent's pod: for
+	// one that runs outside the namespace it serves (tether-operator's),
+	// so that names resolve as in that namespace's pods.
+	TargetlessDNS *corev1.PodDNSConfig
 }
 
 // Agent is a running agent: the pod and port to port-forward to.
 type Agent struct {
 	Namespace string
 	Pod       string
+	PodIP     string // its pod's IP, when known (Job agents)
 	Port      int
 	Name      string // Job or ephemeral container name
 	Created   bool   // this call created it; false: an existing agent is shared
@@ -88,6 +105,11 @@ type Agent struct {
 	// Starting: returned early (AgentOptions.Early), its container was
 	// not seen running yet; dials fail until the agent listens.
 	Starting bool
+	// Via, when set, is the targets.tether.dev name the agent is reached
+	// through (tether-operator's targets/connect), for Pod (the target's
+	// pod, then) and Container.
+	Via       string
+	Container string
 }
 
 // TokenEnv carries the agent's token into its container.
@@ -98,6 +120,16 @@ func newToken() string {
 	var b [24]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// AgentToken is the token of a Job agent's pod ("" when it has none).
+func AgentToken(p *corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if t := tokenOf(c.Env); t != "" {
+			return t
+		}
+	}
+	return ""
 }
 
 // tokenOf reads the token from a container's environment.
@@ -125,11 +157,13 @@ func (m *AgentManager) say(format string, args ...any) {
 
 // agentName is deterministic per target pod (or per namespace when
 // targetless), so sessions started at the same moment share one agent.
-func agentName(t *Resolved, perNode bool) string {
+func agentName(t *Resolved, perNode bool, agentNS string) string {
 	key := "targetless/" + t.Namespace
 	switch {
 	case t.Pod != nil && perNode:
-		key = "node/" + t.Namespace + "/" + t.Pod.Spec.NodeName
+		// One per node and agent namespace: the operator's serve every
+		// namespace's pods on their node.
+		key = "node/" + cmp.Or(agentNS, t.Namespace) + "/" + t.Pod.Spec.NodeName
 	case t.Pod != nil:
 		key = string(t.Pod.UID) + "/" + t.Container
 	}
@@ -154,9 +188,16 @@ func (o *AgentOptions) defaults() {
 
 // agentArgs is the agent's command line.
 func agentArgs(o AgentOptions, target []string) []string {
-	args := []string{"--listen", "127.0.0.1:" + strconv.Itoa(o.Port), "--linger", o.Linger.String()}
+	host := "127.0.0.1"
+	if o.ListenAll {
+		host = "0.0.0.0"
+	}
+	args := []string{"--listen", host + ":" + strconv.Itoa(o.Port), "--linger", o.Linger.String()}
 	if o.SessionGrace > 0 {
 		args = append(args, "--session-grace", o.SessionGrace.String())
+	}
+	if o.Audited {
+		args = append(args, "--audited")
 	}
 	return append(args, target...)
 }
@@ -195,6 +236,9 @@ func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
 	if t.Pod == nil {
 		c.Args = agentArgs(o, []string{"--target-self"})
 		c.SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+		if o.TargetlessDNS != nil {
+			spec.DNSPolicy, spec.DNSConfig = corev1.DNSNone, o.TargetlessDNS.DeepCopy()
+		}
 		return spec
 	}
 	spec.NodeName = t.Pod.Spec.NodeName
@@ -236,7 +280,7 @@ func (m *AgentManager) Ensure(ctx context.Context, t *Resolved, o AgentOptions) 
 }
 
 func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOptions) (*Agent, error) {
-	ns, name := t.Namespace, agentName(t, o.PerNode && t.Pod != nil)
+	ns, name := cmp.Or(o.Namespace, t.Namespace), agentName(t, o.PerNode && t.Pod != nil, o.Namespace)
 	var target string // what sessions name in their hello
 	if o.PerNode && t.Pod != nil {
 		target = t.ContainerID
@@ -268,14 +312,14 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 		created, err := m.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 		if err == nil {
 			m.say("created agent job %s/%s", ns, name)
-			pod, starting, err := m.waitJobPod(ctx, ns, created, o.Early)
+			pod, ip, starting, err := m.waitJobPod(ctx, ns, created, o.Early)
 			if err != nil {
 				// Never leave a broken agent behind: the next session would
 				// share it and fail the same way.
 				m.deleteJob(context.WithoutCancel(ctx), ns, name)
 				return nil, err
 			}
-			return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Created: true, Token: token, Target: target, Starting: starting}, nil
+			return &Agent{Namespace: ns, Pod: pod, PodIP: ip, Port: o.Port, Name: name, Created: true, Token: token, Target: target, Starting: starting}, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, admissionError(err, ns, "jobs")
@@ -291,13 +335,13 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 			return nil, forbiddenHint(gerr, "get", "jobs", ns)
 		}
 		if !jobFinished(existing) && existing.DeletionTimestamp == nil {
-			pod, starting, err := m.waitJobPod(ctx, ns, existing, o.Early)
+			pod, ip, starting, err := m.waitJobPod(ctx, ns, existing, o.Early)
 			if err == nil {
 				m.say("sharing the running agent job %s/%s", ns, name)
 				if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
 					token = tokenOf(cs[0].Env)
 				}
-				return &Agent{Namespace: ns, Pod: pod, Port: o.Port, Name: name, Token: token, Target: target, Starting: starting}, nil
+				return &Agent{Namespace: ns, Pod: pod, PodIP: ip, Port: o.Port, Name: name, Token: token, Target: target, Starting: starting}, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err
@@ -366,7 +410,7 @@ func waitGone(ctx context.Context, get func() error) error {
 // then says it does not run yet), failing fast on image pull errors and
 // pod failures. Pods are matched by the Job's UID: an earlier Job of the
 // same name may still have pods around.
-func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.Job, early bool) (pod string, starting bool, err error) {
+func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.Job, early bool) (pod, ip string, starting bool, err error) {
 	var last string
 	var result string
 	selector := "controller-uid=" + string(job.UID) // set by the Job controller on every pod it makes
@@ -399,21 +443,21 @@ func (m *AgentManager) waitJobPod(ctx context.Context, ns string, job *batchv1.J
 		}
 		last = msg
 		if early && !ready && p.Spec.NodeName != "" && p.DeletionTimestamp == nil {
-			result, starting = p.Name, true
+			result, ip, starting = p.Name, p.Status.PodIP, true
 			return true, nil
 		}
 		if ready {
-			result = p.Name
+			result, ip = p.Name, p.Status.PodIP
 		}
 		return ready, nil
 	})
 	if err != nil {
 		if ctx.Err() != nil && last != "" {
-			return "", false, fmt.Errorf("%s: %w", last, err)
+			return "", "", false, fmt.Errorf("%s: %w", last, err)
 		}
-		return "", false, err
+		return "", "", false, err
 	}
-	return result, starting, nil
+	return result, ip, starting, nil
 }
 
 // jobCreateFailure returns the message of a FailedCreate event of the Job

@@ -133,7 +133,7 @@ func TestEnsureJobRBAC(t *testing.T) {
 
 func TestEnsureJobReplacesFinished(t *testing.T) {
 	target := resolvedTarget()
-	name := agentName(target, false)
+	name := agentName(target, false, "")
 	old := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"}, Status: batchv1.JobStatus{Succeeded: 1}}
 	cs := fake.NewClientset(old)
 	runJobPods(t, cs, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
@@ -240,5 +240,24 @@ func TestEnsurePerNode(t *testing.T) {
 	}
 	if args := job.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--node") || !slices.Contains(args, "containerd://aa") {
 		t.Errorf("agent args %q, want --node and its first container", args)
+	}
+}
+
+// TestJobPodTargetless: a targetless agent keeps its pod's own DNS,
+// unless it serves another namespace (tether-operator's), whose DNS it
+// then gets; a target's agent never takes that DNS.
+func TestJobPodTargetless(t *testing.T) {
+	dns := &corev1.PodDNSConfig{Nameservers: []string{"10.96.0.10"}, Searches: []string{"demo.svc.cluster.local"}}
+	own := jobPod(&Resolved{Namespace: "demo"}, AgentOptions{}, "a")
+	if own.DNSPolicy != "" || own.DNSConfig != nil || own.HostPID {
+		t.Fatalf("targetless agent: dnsPolicy %q, dnsConfig %v, hostPID %v; want the pod's defaults", own.DNSPolicy, own.DNSConfig, own.HostPID)
+	}
+	other := jobPod(&Resolved{Namespace: "demo"}, AgentOptions{Namespace: "tether-system", TargetlessDNS: dns}, "a")
+	if other.DNSPolicy != corev1.DNSNone || other.DNSConfig == nil || other.DNSConfig.Searches[0] != "demo.svc.cluster.local" {
+		t.Fatalf("operator's targetless agent: dnsPolicy %q, dnsConfig %+v; want None with demo's search list", other.DNSPolicy, other.DNSConfig)
+	}
+	target := jobPod(resolvedTarget(), AgentOptions{TargetlessDNS: dns}, "a")
+	if target.DNSConfig != nil {
+		t.Fatalf("a target's agent got dnsConfig %+v", target.DNSConfig)
 	}
 }

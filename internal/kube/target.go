@@ -190,3 +190,32 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// ResourceName is the target's name in tether's API (targets.tether.dev):
+// KIND.NAME, e.g. deployment.api; "targetless" for a targetless one. A
+// selector target has none (its pods are named one by one).
+func (t TargetSpec) ResourceName() string {
+	if t.Kind == KindTargetless || t.Kind == KindSelector {
+		return string(t.Kind)
+	}
+	return string(t.Kind) + "." + t.Name
+}
+
+// ParseResourceName parses a targets.tether.dev name (ResourceName).
+func ParseResourceName(name string) (TargetSpec, error) {
+	if name == string(KindTargetless) {
+		return TargetSpec{Kind: KindTargetless}, nil
+	}
+	kind, rest, ok := strings.Cut(name, ".")
+	if !ok || rest == "" {
+		return TargetSpec{}, fmt.Errorf("target name %q: want KIND.NAME, e.g. deployment.api or pod.api-0", name)
+	}
+	k, known := kindAliases[kind]
+	if !known || string(k) != kind {
+		return TargetSpec{}, fmt.Errorf("target name %q: unknown kind %q (want pod, deployment, statefulset, replicaset, job, cronjob, rollout or service)", name, kind)
+	}
+	if err := validName(rest); err != nil {
+		return TargetSpec{}, fmt.Errorf("target name %q: %w", name, err)
+	}
+	return TargetSpec{Kind: k, Name: rest}, nil
+}

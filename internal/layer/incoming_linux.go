@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 
@@ -188,7 +189,13 @@ func (s *supervisor) onListen(n *notif) {
 		err = s.sess.Listening(ctx, local, s.listen.requested(local.Port()))
 		cancel()
 		if err != nil {
-			s.fail(n, unix.EADDRINUSE)
+			// Refused (RBAC, a policy): EACCES, as the kernel says of a
+			// port the process may not bind; else the port is not to be had.
+			if errors.Is(err, unix.EACCES) {
+				s.fail(n, unix.EACCES)
+			} else {
+				s.fail(n, unix.EADDRINUSE)
+			}
 			return
 		}
 		if err := unix.Listen(tfd, backlog); err != nil {

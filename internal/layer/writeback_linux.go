@@ -3,9 +3,11 @@ package layer
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -86,8 +88,11 @@ func newWriteback(s *supervisor, dir string) (*writeback, error) {
 		return nil, err
 	}
 	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err == unix.EMFILE {
+		return nil, inotifyLimitError()
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("inotify: %w", err)
 	}
 	w := &writeback{s: s, dir: dir, ifd: ifd, byWD: map[int32]*wbFile{}}
 	go w.watch()
@@ -263,4 +268,15 @@ func (w *writeback) flushAll() {
 		wf.upload(ctx, w.s)
 		cancel()
 	}
+}
+
+// inotifyLimitError explains EMFILE from inotify_init: the per-user limit
+// of inotify instances (editors and file watchers use them too), not the
+// process's open files.
+func inotifyLimitError() error {
+	limit := "fs.inotify.max_user_instances"
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances"); err == nil {
+		limit += " = " + strings.TrimSpace(string(b))
+	}
+	return fmt.Errorf("this user has as many inotify instances as the system allows (%s; each tether exec uses one, as do editors and file watchers): raise the limit, e.g. sudo sysctl fs.inotify.max_user_instances=1024, or end some of them", limit)
 }

@@ -49,6 +49,9 @@ func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
 		}
 		return w, fmt.Errorf("reading the agent's welcome from %s: %w (is it a tether-agent? check the agent address)", conn.RemoteAddr(), err)
 	}
+	if w.Error != "" && w.Final {
+		return w, &EndedError{Reason: w.Error}
+	}
 	if w.Error != "" {
 		if w.Version != Version {
 			return w, fmt.Errorf("the agent refused the session: %s (the agent speaks protocol %d, this tether %d: use tether and tether-agent from the same release)", w.Error, w.Version, Version)
@@ -60,6 +63,12 @@ func ClientHandshake(conn net.Conn, hello Hello) (Welcome, error) {
 	}
 	return w, nil
 }
+
+// EndedError is an agent's refusal of a session that was ended for good
+// (by an administrator): reconnecting cannot help.
+type EndedError struct{ Reason string }
+
+func (e *EndedError) Error() string { return e.Reason }
 
 // ServerHandshake reads a Hello from conn, lets decide build the Welcome
 // (decide may set Welcome.Error to refuse), and writes it. Version and magic

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/tether-dev/tether/internal/policy"
 )
 
 // Magic opens every Hello, so an agent can tell a tether client from a
@@ -43,6 +45,16 @@ type Hello struct {
 	// its pod's status (containerd://ID), for an agent that serves the
 	// containers of its node; empty: the agent's own target.
 	Target string `json:"target,omitempty"`
+	// Run names the client's run (one tether exec): the sessions it opens
+	// on the agents of a workload's replicas share it, so that they are
+	// listed and ended as one.
+	Run string `json:"run,omitempty"`
+	// Grant is set by tether-operator on a session it proxies (see
+	// Grant); an agent never takes it from anyone without its token.
+	Grant *Grant `json:"grant,omitempty"`
+	// Admin asks for the agent's admin channel (AdminRequest frames)
+	// instead of a session: tether-operator lists and ends sessions on it.
+	Admin bool `json:"admin,omitempty"`
 }
 
 // Welcome is the agent's answer to Hello. Error set means the agent refused
@@ -56,8 +68,15 @@ type Welcome struct {
 	// new session: the client must subscribe again.
 	Resumed bool   `json:"resumed,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Final, with Error, means retrying cannot help: the session was
+	// ended for good (by an administrator), the client must stop.
+	Final bool `json:"final,omitempty"`
 	// Target describes what the agent is attached to.
 	Target TargetInfo `json:"target"`
+	// Policies are the rules the agent enforces on the session (the
+	// operator's grant): the client says what they refuse, and keeps the
+	// paths of fs.local on the developer's machine.
+	Policies []policy.Rules `json:"policies,omitempty"`
 }
 
 // TargetInfo describes the target process the agent serves.
@@ -189,6 +208,10 @@ type Incoming struct {
 	// nothing else (e.g. a request matched this session's filter and an
 	// earlier session's).
 	Notice string `json:"notice,omitempty"`
+	// Ended, when set, says the session has been ended for good (by an
+	// administrator) and why; the stream carries nothing else and the
+	// agent closes the connection.
+	Ended string `json:"ended,omitempty"`
 }
 
 // Response is the first frame the agent writes back on a stream.
@@ -208,6 +231,9 @@ type Response struct {
 	// Warnings are things the user should know that did not stop the request
 	// (a subscription whose filter overlaps an earlier one).
 	Warnings []string `json:"warnings,omitempty"`
+	// Refused says which policies refused the request (with Errno) or
+	// part of it (variables of OpEnv left out or masked), by which rule.
+	Refused []policy.Refusal `json:"refused,omitempty"`
 }
 
 // Stat is a file's metadata as the target sees it.
@@ -260,7 +286,12 @@ func (e *RemoteError) Unwrap() error { return e.Errno }
 // ErrorResponse builds a failed Response from err, keeping its errno when
 // it has one (EIO otherwise).
 func ErrorResponse(err error) Response {
-	return Response{Errno: int(ErrnoOf(err)), Error: err.Error()}
+	resp := Response{Errno: int(ErrnoOf(err)), Error: err.Error()}
+	var r *policy.Refusal
+	if errors.As(err, &r) {
+		resp.Refused = []policy.Refusal{*r}
+	}
+	return resp
 }
 
 // ErrnoOf extracts the errno from err: syscall errors as they are, common

@@ -239,9 +239,22 @@ func FuzzReadFrame(f *testing.F) {
 	WriteFrame(&buf, Response{Stat: &Stat{Mode: 0o100644, Size: 5}, Entries: []DirEntry{{Name: "a"}}})
 	f.Add(buf.Bytes())
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	buf.Reset()
+	WriteFrame(&buf, Hello{Magic: Magic, Run: "r", Grant: &Grant{User: "u", Refuse: map[string]string{ActionSteal: "no"}}})
+	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteFrame(&buf, AdminResponse{Sessions: []SessionInfo{{ID: "a", Subscriptions: []SubscriptionInfo{{Port: 80}}, Refused: []Refusal{{Action: ActionSteal}}}}})
+	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h Hello
-		ReadFrame(bytes.NewReader(b), &h)
+		if ReadFrame(bytes.NewReader(b), &h) == nil {
+			h.Grant.Refusal(ActionSteal)
+			h.Grant.Who()
+		}
+		var ar AdminRequest
+		ReadFrame(bytes.NewReader(b), &ar)
+		var aresp AdminResponse
+		ReadFrame(bytes.NewReader(b), &aresp)
 		var w Welcome
 		ReadFrame(bytes.NewReader(b), &w)
 		var r Request

@@ -100,6 +100,22 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 		s.say("the local listener on %v is not subscribed: the target's port %d is left out by %s", local, remote, key)
 		return nil
 	}
+	s.in.mu.Lock()
+	if old, ok := s.in.remote[remote]; ok {
+		// Subscribed already by this session: a listener closed and
+		// opened again, or one whose listen failed after its subscription
+		// (another socket took the port meanwhile) and that the program
+		// retried elsewhere. The new listener gets the port's traffic.
+		delete(s.in.local, old.Port())
+		s.in.remote[remote] = local
+		s.in.local[local.Port()] = remote
+		s.in.mu.Unlock()
+		if old != local {
+			s.say("traffic to the target's port %d now goes to the local listener on %v (was %v)", remote, local, old)
+		}
+		return nil
+	}
+	s.in.mu.Unlock()
 	mode := s.cfg.IncomingMode()
 	req := s.subscribeRequest(remote)
 	resp, err := s.call(ctx, req)
@@ -232,6 +248,11 @@ func (s *Session) deliver(st protocol.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	if hdr.Ended != "" {
+		s.end(hdr.Ended)
+		st.Close()
+		return
+	}
 	if hdr.Notice != "" {
 		s.warn("%s", hdr.Notice)
 		st.Close()

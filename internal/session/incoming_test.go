@@ -393,3 +393,29 @@ func TestPassthroughAppHangsUp(t *testing.T) {
 		t.Errorf("the next request: %q, want the app's answer", got)
 	}
 }
+
+// TestIncomingListenAgain: a second listener for a target port this
+// session subscribed already (the program closed its listener and opened
+// another, or retried after its listen failed once subscribed) takes the
+// port's traffic, instead of being refused as a duplicate subscription.
+func TestIncomingListenAgain(t *testing.T) {
+	r := newIncomingRig(t)
+	s, firstSeen, _, err := r.session(t, "first", stealCfg("^x-tether-user: me$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, secondSeen := whoServer(t, "second")
+	if err := s.Listening(context.Background(), second, r.app.Port()); err != nil {
+		t.Fatalf("listening again for port %d: %v", r.app.Port(), err)
+	}
+	c := r.client(t)
+	if got := get(t, c, "/again", "me"); !strings.HasPrefix(got, "who=second ") {
+		t.Errorf("a matching request answered %q, want the second listener's", got)
+	}
+	if got := get(t, c, "/other", ""); !strings.HasPrefix(got, "who=pod ") {
+		t.Errorf("an unmatched request answered %q, want the pod's", got)
+	}
+	if len(firstSeen.Paths()) != 0 || len(secondSeen.Paths()) != 1 {
+		t.Errorf("first listener saw %v, second %v", firstSeen.Paths(), secondSeen.Paths())
+	}
+}

@@ -174,7 +174,7 @@ func (s *Session) dialStream(ctx context.Context, network string, dst netip.Addr
 	if err != nil {
 		return nil, err
 	}
-	if _, err := readResponse(st); err != nil {
+	if _, err := s.readResponse(st); err != nil {
 		st.Close()
 		return nil, err
 	}

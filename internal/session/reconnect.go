@@ -118,10 +118,14 @@ func (s *Session) reconnectOnce() error {
 	if ad != nil {
 		resume = ad.id
 	}
-	w, mux, err := handshake(conn, agent, resume)
+	w, mux, err := handshake(conn, agent, resume, s.run)
 	if err != nil {
 		if ad != nil {
 			s.putAdoption(ad)
+		}
+		var ended *protocol.EndedError
+		if errors.As(err, &ended) {
+			s.end(ended.Reason)
 		}
 		return err
 	}

@@ -313,8 +313,12 @@ func (r *replica) connectOnce() (protocol.Mux, error) {
 	r.mu.Lock()
 	id := r.id
 	r.mu.Unlock()
-	w, mux, err := handshake(conn, agent, id)
+	w, mux, err := handshake(conn, agent, id, r.s.run)
 	if err != nil {
+		var ended *protocol.EndedError
+		if errors.As(err, &ended) {
+			r.s.end(ended.Reason)
+		}
 		return nil, fmt.Errorf("connecting to its agent: %w", err)
 	}
 	go r.s.acceptIncoming(mux)
@@ -405,5 +409,5 @@ func callOn(ctx context.Context, mux protocol.Mux, req protocol.Request) (protoc
 	if err := protocol.WriteFrame(st, req); err != nil {
 		return protocol.Response{}, err
 	}
-	return readResponse(st)
+	return readResponseFrame(st)
 }

@@ -151,6 +151,10 @@ func TestReplicaUnreachable(t *testing.T) {
 			t.Fatalf("the replica never subscribed once its agent was up; messages:\n%s", msgs)
 		}
 	}
+	// The recovery is said after the subscription is made: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(msgs.String(), "pod web-2: ") < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := strings.Count(msgs.String(), "pod web-2: "); n != 2 {
 		t.Errorf("want the failure said once and the recovery once, got %d lines:\n%s", n, msgs)
 	}

@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/tether-dev/tether/internal/config"
 	"github.com/tether-dev/tether/internal/layer"
+	"github.com/tether-dev/tether/internal/policy"
 )
 
 // builtinLocalDirs stay local in every fs mode (unless a user list says
@@ -74,6 +76,27 @@ func compileAll(key string, exprs []string) ([]*regexp.Regexp, error) {
 		out = append(out, re)
 	}
 	return out, nil
+}
+
+// withPolicies adds the policies' fs rules to the user's (they come
+// first, so they win) and, when a policy blocks fs-write, makes the
+// target's files read-only. The agent enforces them anyway: this keeps
+// fs.local paths on this machine and makes a refused write fail at its
+// open, not at its close.
+func withPolicies(fs config.FS, mode string, rules []policy.Rules) (config.FS, string) {
+	for _, r := range rules {
+		fs.NotFound = append(slices.Clone(r.FSNotFound), fs.NotFound...)
+		fs.Local = append(slices.Clone(r.FSLocal), fs.Local...)
+		fs.ReadOnly = append(slices.Clone(r.FSReadOnly), fs.ReadOnly...)
+		if slices.Contains(r.Block, policy.BlockFSWrite) {
+			fs.ReadOnly = append(fs.ReadOnly, fs.ReadWrite...)
+			fs.ReadWrite = nil
+			if mode == "write" {
+				mode = "read"
+			}
+		}
+	}
+	return fs, mode
 }
 
 func newFSRouter(cfg config.FS, mode string, localDirs []string) (*fsRouter, error) {

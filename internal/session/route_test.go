@@ -6,6 +6,7 @@ import (
 
 	"github.com/tether-dev/tether/internal/config"
 	"github.com/tether-dev/tether/internal/layer"
+	"github.com/tether-dev/tether/internal/policy"
 )
 
 func TestFSRoute(t *testing.T) {
@@ -127,5 +128,35 @@ func TestOutgoingPolicy(t *testing.T) {
 		if got := tt.p.remoteFor(tt.network, tt.dst); got != tt.want {
 			t.Errorf("%s: remoteFor(%s %v) = %v, want %v", tt.name, tt.network, tt.dst, got, tt.want)
 		}
+	}
+}
+
+// TestFSRoutePolicies: the policies' fs rules beat the user's config.
+func TestFSRoutePolicies(t *testing.T) {
+	user := config.FS{ReadWrite: []string{`^/app/config`}, Local: []string{`^/srv/mine`}}
+	rules := []policy.Rules{{Name: "P", FSReadOnly: []string{`^/app/config`}, FSNotFound: []string{`^/srv/mine/secret`}, FSLocal: []string{`^/srv/cache`}}}
+	fs, mode := withPolicies(user, "write", rules)
+	r, err := newFSRouter(fs, mode, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]layer.Route{
+		"/app/config/app.yaml": layer.RemoteRead, // read_write asked, read-only by policy
+		"/srv/mine/secret":     layer.NotFound,
+		"/srv/mine/x":          layer.Local,
+		"/srv/cache/a":         layer.Local,
+		"/data/x":              layer.RemoteWrite,
+	} {
+		if got := r.route(p); got != want {
+			t.Errorf("route(%s) = %v, want %v", p, got, want)
+		}
+	}
+	fs, mode = withPolicies(user, "write", []policy.Rules{{Name: "W", Block: []string{policy.BlockFSWrite}}})
+	r, _ = newFSRouter(fs, mode, nil)
+	if got := r.route("/app/config/x"); got != layer.RemoteRead {
+		t.Errorf("with block fs-write, the user's read_write path routes %v", got)
+	}
+	if got := r.route("/data/x"); got != layer.RemoteRead {
+		t.Errorf("with block fs-write, mode write routes %v", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,9 @@ type Options struct {
 	// for a new target pod: it subscribes again). Nil: no reconnect. Its
 	// errors are shown to the user as warnings while reconnecting.
 	Redial func(ctx context.Context) (conn net.Conn, agent Credentials, err error)
+	// Run names this tether run ("": a new NewRunID); a run that split
+	// queues before its session started gives the ID it split them for.
+	Run string
 }
 
 // Credentials is what a session presents to its agent: the agent's token
@@ -60,12 +65,14 @@ type Credentials struct {
 
 // Session is one connected `tether exec`. It implements layer.Session.
 type Session struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	msgs   io.Writer
-	quiet  bool
-	msgMu  sync.Mutex
-	redial func(ctx context.Context) (net.Conn, Credentials, error)
+	cfg   *config.Config
+	log   *slog.Logger
+	msgs  io.Writer
+	quiet bool
+	msgMu sync.Mutex
+	// refusedSeen: the policy rules whose refusals were shown (once each)
+	refusedSeen map[string]bool
+	redial      func(ctx context.Context) (net.Conn, Credentials, error)
 
 	muxMu     sync.Mutex
 	mux       protocol.Mux
@@ -73,6 +80,11 @@ type Session struct {
 	reconnect chan struct{} // closed when a reconnect attempt ends
 	lost      chan struct{} // closed when the session is gone for good
 	closing   atomic.Bool
+	run       string // Hello.Run: this session and its replicas' share it
+
+	endOnce sync.Once
+	ended   chan struct{} // closed when an administrator ended the session
+	endWhy  string
 
 	hostname  string
 	remoteEnv []string
@@ -125,13 +137,17 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w, mux, err := handshake(conn, opt.Agent, "")
+	run := opt.Run
+	if run == "" {
+		run = NewRunID()
+	}
+	w, mux, err := handshake(conn, opt.Agent, "", run)
 	if err != nil {
 		return nil, err
 	}
 	s := &Session{
 		cfg: cfg, log: log, mux: mux, welcome: w, msgs: opt.Messages, quiet: opt.Quiet,
-		redial: opt.Redial, lost: make(chan struct{}),
+		redial: opt.Redial, lost: make(chan struct{}), run: run, ended: make(chan struct{}),
 		virtual: map[string][]byte{}, servers: map[netip.AddrPort]bool{},
 		relays: map[netip.AddrPort]*udpRelay{}, byRelay: map[netip.AddrPort]netip.AddrPort{},
 		names: newNameCache(), in: newIncomingState(), replicas: map[string]*replica{},
@@ -146,8 +162,8 @@ func New(ctx context.Context, conn net.Conn, opt Options) (*Session, error) {
 }
 
 // handshake runs the protocol handshake on conn and starts the mux.
-func handshake(conn net.Conn, agent Credentials, resume string) (protocol.Welcome, protocol.Mux, error) {
-	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: agent.Token, Target: agent.Target, SessionID: resume})
+func handshake(conn net.Conn, agent Credentials, resume, run string) (protocol.Welcome, protocol.Mux, error) {
+	w, err := protocol.ClientHandshake(conn, protocol.Hello{Client: "tether/" + version.Version, Token: agent.Token, Target: agent.Target, SessionID: resume, Run: run})
 	if err != nil {
 		conn.Close()
 		return w, nil, err
@@ -163,8 +179,16 @@ func handshake(conn net.Conn, agent Credentials, resume string) (protocol.Welcom
 func (s *Session) setup(ctx context.Context, opt Options) error {
 	cfg := s.cfg
 	var err error
-	if s.fs, err = newFSRouter(cfg.FS, cfg.FSMode(), opt.LocalDirs); err != nil {
+	fsCfg, fsMode := withPolicies(cfg.FS, cfg.FSMode(), s.welcome.Policies)
+	if s.fs, err = newFSRouter(fsCfg, fsMode, opt.LocalDirs); err != nil {
 		return err
+	}
+	if len(s.welcome.Policies) > 0 {
+		names := make([]string, len(s.welcome.Policies))
+		for i, p := range s.welcome.Policies {
+			names[i] = p.Name
+		}
+		s.message("", "the platform team's policies apply to this session: %s (tether policy check shows what they refuse)", strings.Join(names, ", "))
 	}
 	if s.dnsLocal, err = newNameFilter("dns.filter.local", cfg.DNS.Filter.Local); err != nil {
 		return err
@@ -299,6 +323,39 @@ func (s *Session) Close() error {
 // agent died and could not be restored).
 func (s *Session) Done() <-chan struct{} { return s.lost }
 
+// Ended is closed when an administrator ended the session (tether
+// sessions kill); EndedReason says who and why.
+func (s *Session) Ended() <-chan struct{} { return s.ended }
+
+// EndedReason is what the agent said when it ended the session.
+func (s *Session) EndedReason() string {
+	select {
+	case <-s.ended:
+		return s.endWhy
+	default:
+		return ""
+	}
+}
+
+// end records that the session was ended for good; it stops reconnecting.
+func (s *Session) end(why string) {
+	s.endOnce.Do(func() {
+		s.endWhy = why
+		s.closing.Store(true)
+		close(s.ended)
+	})
+}
+
+// Run names this tether run: its sessions on every replica share it.
+func (s *Session) Run() string { return s.run }
+
+// NewRunID returns a random run name.
+func NewRunID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // ID is the session id the agent assigned.
 func (s *Session) ID() string {
 	s.muxMu.Lock()
@@ -346,7 +403,7 @@ func syscallErr(err error) error {
 	return &protocol.RemoteError{Errno: syscall.ENETDOWN, Msg: err.Error()}
 }
 
-func readResponse(st protocol.Stream) (protocol.Response, error) {
+func readResponseFrame(st protocol.Stream) (protocol.Response, error) {
 	var resp protocol.Response
 	if err := protocol.ReadFrame(st, &resp); err != nil {
 		return resp, fmt.Errorf("reading the agent's answer: %w", syscallErr(err))
@@ -354,17 +411,45 @@ func readResponse(st protocol.Stream) (protocol.Response, error) {
 	return resp, resp.Err()
 }
 
+// readResponse reads a Response and shows what policies refused.
+func (s *Session) readResponse(st protocol.Stream) (protocol.Response, error) {
+	resp, err := readResponseFrame(st)
+	s.noteRefused(resp)
+	return resp, err
+}
+
+// noteRefused tells the user what a policy refused, once per policy and
+// rule: a program that retries a refused connection in a loop gets one
+// line, and its errno each time.
+func (s *Session) noteRefused(resp protocol.Response) {
+	for _, r := range resp.Refused {
+		key := r.Policy + "\x00" + r.Rule
+		s.msgMu.Lock()
+		if s.refusedSeen == nil {
+			s.refusedSeen = map[string]bool{}
+		}
+		seen := s.refusedSeen[key]
+		s.refusedSeen[key] = true
+		s.msgMu.Unlock()
+		if !seen {
+			s.warn("%s (shown once per rule; tether policy check lists what applies)", r.Error())
+		}
+	}
+}
+
 // call is a request whose whole answer is one Response.
 func (s *Session) call(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	if s.useRPC() && !protocol.StreamOnly(req.Op) {
-		return s.rpc.call(ctx, req)
+		resp, err := s.rpc.call(ctx, req)
+		s.noteRefused(resp)
+		return resp, err
 	}
 	st, err := s.open(ctx, req)
 	if err != nil {
 		return protocol.Response{}, err
 	}
 	defer st.Close()
-	return readResponse(st)
+	return s.readResponse(st)
 }
 
 func (s *Session) readAll(ctx context.Context, p string) ([]byte, error) {
@@ -437,7 +522,7 @@ func (s *Session) ReadFile(ctx context.Context, p string) (*protocol.Stat, io.Re
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := readResponse(st)
+	resp, err := s.readResponse(st)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -468,7 +553,7 @@ func (s *Session) WriteFile(ctx context.Context, p string, r io.Reader, size int
 	if _, err := io.CopyN(st, r, size); err != nil {
 		return fmt.Errorf("sending %s: %w", p, err)
 	}
-	_, err = readResponse(st)
+	_, err = s.readResponse(st)
 	return err
 }
 

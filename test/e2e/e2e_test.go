@@ -52,7 +52,9 @@ var (
 	binDir     string
 	tetherBin  string
 	counterBin string
-	root       string
+	// consumerBin is the demo's ip-visit-consumer, run locally under tether.
+	consumerBin string
+	root        string
 )
 
 func TestMain(m *testing.M) {
@@ -96,7 +98,8 @@ func setup() error {
 	}
 	tetherBin = filepath.Join(binDir, "tether")
 	counterBin = filepath.Join(binDir, "ip-visit-counter")
-	for pkg, out := range map[string]string{"./cmd/tether": tetherBin, "./examples/ip-visit-counter/cmd/ip-visit-counter": counterBin} {
+	consumerBin = filepath.Join(binDir, "ip-visit-consumer")
+	for pkg, out := range map[string]string{"./cmd/tether": tetherBin, "./examples/ip-visit-counter/cmd/ip-visit-counter": counterBin, "./examples/ip-visit-counter/cmd/ip-visit-consumer": consumerBin} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {

@@ -30,6 +30,10 @@ import (
 const (
 	localServerEnv = "TETHER_E2E_LOCAL_SERVER"
 	holdAddrEnv    = "TETHER_E2E_HOLD_ADDR"
+	localNameEnv   = "TETHER_E2E_LOCAL_NAME"
+	// localLogEnv makes it print each request to / it gets ("local
+	// server got GET /PATH"): a mirrored copy is seen there.
+	localLogEnv = "TETHER_E2E_LOCAL_LOG"
 )
 
 // runLocalServer is called by TestMain when localServerEnv is set.
@@ -69,7 +73,18 @@ func runLocalServer(port string) {
 		}
 		io.WriteString(w, "local pod "+string(b)+"\n")
 	})
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local\n") })
+	// TETHER_E2E_LOCAL_NAME tells one user's local process from another's.
+	name := ""
+	if n := os.Getenv(localNameEnv); n != "" {
+		name = " " + n
+	}
+	logRequests := os.Getenv(localLogEnv) != ""
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if logRequests {
+			fmt.Printf("local server got %s %s\n", r.Method, r.URL.Path)
+		}
+		io.WriteString(w, "local"+name+"\n")
+	})
 	err := http.ListenAndServe(":"+port, nil)
 	fmt.Fprintln(os.Stderr, "local server:", err)
 	os.Exit(1)

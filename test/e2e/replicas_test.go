@@ -98,6 +98,9 @@ func TestReplicas(t *testing.T) {
 	svc := serviceURL(t, ns, "web")
 	url := svc + "/10.1.2.3"
 	const remote = "private network (cluster)"
+	// kube-proxy programs a new Service some seconds after its pods are
+	// ready: the requests through the Service below measure tether, not that.
+	waitServed(t, url, "", remote)
 	dir := t.TempDir()
 	cfg := agentConfig(t, dir, `incoming:
   mode: steal
@@ -131,16 +134,17 @@ func TestReplicas(t *testing.T) {
 		}
 		runningAgentPods(t, ns, len(nodes), 30*time.Second)
 		local, servedBy, failed := 0, map[string]int{}, []string{}
-		for range 300 {
+		start := time.Now()
+		for i := range 300 {
 			if a := ask(url, "me"); a.err == nil && strings.Contains(a.body, "local") {
 				local++
 			} else {
-				failed = append(failed, fmt.Sprintf("with header: %q from %q %v", a.body, a.pod, a.err))
+				failed = append(failed, fmt.Sprintf("#%d at %v with header: %q from %q %v", i, time.Since(start).Round(time.Millisecond), a.body, a.pod, a.err))
 			}
 			if a := ask(url, ""); a.err == nil && strings.Contains(a.body, remote) {
 				servedBy[a.pod]++
 			} else {
-				failed = append(failed, fmt.Sprintf("without: %q from %q %v", a.body, a.pod, a.err))
+				failed = append(failed, fmt.Sprintf("#%d at %v without: %q from %q %v", i, time.Since(start).Round(time.Millisecond), a.body, a.pod, a.err))
 			}
 		}
 		if local != 300 || len(failed) > 0 {

@@ -151,6 +151,12 @@ func (c *cluster) inCluster(argv ...string) []string {
 
 // readyPod waits until one pod matches selector in ns and is ready.
 func readyPod(selector string, timeout time.Duration) (*corev1.Pod, error) {
+	return readyPodIn(ns, selector, timeout)
+}
+
+// readyPodIn waits until one pod matches selector in namespace and is
+// ready.
+func readyPodIn(ns, selector string, timeout time.Duration) (*corev1.Pod, error) {
 	var pod *corev1.Pod
 	err := waitFor(timeout, func() error {
 		pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})

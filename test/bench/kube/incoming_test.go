@@ -186,6 +186,7 @@ func startSessions(t *testing.T, first, last int) []*session {
 		port := strconv.Itoa(20000 + i)
 		cfg := writeConfig(t, "session-"+user, "2s", fmt.Sprintf(`incoming:
   mode: steal
+  loopback: true
   http_filter:
     header_filter: "^x-tether-user: %s$"
   port_mapping: [[%s, 8080]]

@@ -2,7 +2,9 @@
 // application of the talk tether was created from): it answers with the
 // caller's IP and how often that IP has visited (a counter in Redis), a
 // text read from a file in the pod, and what the ip-info service says about
-// the IP; it publishes each visit to Kafka for ip-visit-consumer.
+// the IP; it publishes each visit to Kafka for ip-visit-consumer, with
+// the request's x-tether-user header as a message header (what queue
+// splitting routes by) and its x-visit-id header as the visit's id.
 //
 // Configuration comes from the environment, as in a pod:
 //
@@ -75,6 +77,8 @@ func main() {
 
 // Answer is the service's JSON response.
 type Answer struct {
+	// ID is the request's x-visit-id header, if it has one.
+	ID     string `json:"id,omitempty"`
 	IP     string `json:"ip"`
 	Count  int64  `json:"count"`
 	Text   string `json:"text"`
@@ -97,11 +101,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "response file: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	a := Answer{IP: ip, Count: count, Text: strings.TrimSpace(string(text)) + " " + s.greeting, IPInfo: s.lookup(r.Context(), ip)}
+	a := Answer{ID: r.Header.Get("x-visit-id"), IP: ip, Count: count, Text: strings.TrimSpace(string(text)) + " " + s.greeting, IPInfo: s.lookup(r.Context(), ip)}
 	if s.kafka != nil {
 		b, _ := json.Marshal(a)
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		if err := s.kafka.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Value: b}).FirstErr(); err != nil {
+		rec := &kgo.Record{Topic: s.topic, Value: b}
+		// Whose visit it is: queue splitting routes by this header.
+		if u := r.Header.Get("x-tether-user"); u != "" {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "x-tether-user", Value: []byte(u)})
+		}
+		if err := s.kafka.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			log.Printf("kafka: %v", err)
 		}
 		cancel()

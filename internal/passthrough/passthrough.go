@@ -1,0 +1,283 @@
+// Package passthrough carries a client's HTTP/1.1 connection to the app
+// without serving it: each request's head is parsed (httpframe) to decide
+// where it goes, and its bytes, and the app's answer's, are copied
+// through unchanged. It is the agent's fast path on a port that sessions
+// steal from with HTTP filters: requests no filter takes cost a parse
+// and a copy, not a net/http server and reverse proxy. The first request
+// a filter does take hands the connection, its unread bytes first, to
+// the filtering router for the rest of its life.
+package passthrough
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/tether-dev/tether/internal/httpfilter"
+	"github.com/tether-dev/tether/internal/httpframe"
+)
+
+// bufSize is each direction's buffer: a head must fit in it (larger
+// heads are refused with 431... by the app's own limit first).
+const bufSize = 64 << 10
+
+// Conn is one client connection on its way to the app.
+type Conn struct {
+	// Client is the client's connection.
+	Client net.Conn
+	// DialApp connects to the app (as the client: its address).
+	DialApp func() (net.Conn, error)
+	// Taken reports whether a session's filter takes the request.
+	Taken func(httpfilter.Request) bool
+	// Handoff gets the connection when a request is taken: its reads
+	// start with that request's head. Serve returns after it.
+	Handoff func(net.Conn)
+}
+
+// Serve carries the connection until it ends or is handed off. A
+// request that cannot be framed safely gets a 400 and the connection is
+// closed (a proxy that guesses is one a request can be smuggled past).
+func (c *Conn) Serve() error {
+	br := bufio.NewReaderSize(c.Client, bufSize)
+	var app net.Conn
+	var appR *bufio.Reader
+	defer func() {
+		if app != nil {
+			app.Close()
+		}
+	}()
+	for {
+		req, err := readHead(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				c.Client.Close()
+				return nil
+			}
+			var bad *httpframe.Error
+			if errors.As(err, &bad) {
+				io.WriteString(c.Client, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			}
+			c.Client.Close()
+			return err
+		}
+		if c.Taken != nil && c.Taken(filterRequest(req)) {
+			// From this request on, the filtering router has it.
+			c.Handoff(&bufferedConn{Conn: c.Client, r: br})
+			return nil
+		}
+		if app == nil {
+			if app, err = c.DialApp(); err != nil {
+				io.WriteString(c.Client, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				c.Client.Close()
+				return fmt.Errorf("connecting to the app: %w", err)
+			}
+			appR = bufio.NewReaderSize(app, bufSize)
+		}
+		keep, err := exchange(req, br, c.Client, app, appR)
+		if err != nil || !keep {
+			c.Client.Close()
+			return err
+		}
+	}
+}
+
+// readHead waits until a whole request head is buffered in br and
+// parses it; its bytes stay in br, to be copied from there.
+func readHead(br *bufio.Reader) (*httpframe.Request, error) {
+	var req *httpframe.Request
+	err := peekHead(br, func(b []byte) (err error) {
+		req, err = httpframe.ParseHead(b)
+		return err
+	})
+	return req, err
+}
+
+func readResponseHead(br *bufio.Reader, method string) (*httpframe.Response, error) {
+	var resp *httpframe.Response
+	err := peekHead(br, func(b []byte) (err error) {
+		resp, err = httpframe.ParseResponseHead(b, method)
+		return err
+	})
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF // an answer was due
+	}
+	return resp, err
+}
+
+// peekHead calls parse on what br holds until it has a whole head (parse
+// does not say ErrIncomplete), reading more as needed. io.EOF: the
+// connection ended between messages.
+func peekHead(br *bufio.Reader, parse func([]byte) error) error {
+	for {
+		n := br.Buffered()
+		if n > 0 {
+			b, _ := br.Peek(n)
+			if err := parse(b); !errors.Is(err, httpframe.ErrIncomplete) {
+				return err
+			}
+		}
+		if n >= bufSize {
+			return &httpframe.Error{Reason: fmt.Sprintf("head over %d bytes", bufSize)}
+		}
+		if _, err := br.Peek(n + 1); err != nil {
+			if n > 0 && errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF // in the middle of a head
+			}
+			return err
+		}
+	}
+}
+
+// filterRequest is what the filters see of req.
+func filterRequest(req *httpframe.Request) httpfilter.Request {
+	q := ""
+	if i := strings.IndexByte(req.Target, '?'); i >= 0 {
+		q = req.Target[i+1:]
+	}
+	return httpfilter.Request{Method: req.Method, Path: req.Path, Query: q, Header: req.Header}
+}
+
+// exchange sends one request to the app and its answer back. keep says
+// whether the connection can carry another request.
+func exchange(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, app net.Conn, appR *bufio.Reader) (keep bool, err error) {
+	// The head, then the body, while the answer comes back (a 100
+	// Continue, or an early answer, comes before the body is all sent).
+	bodyDone := make(chan error, 1)
+	go func() {
+		if _, err := io.CopyN(app, clientR, int64(req.HeadLen)); err != nil {
+			bodyDone <- err
+			return
+		}
+		bodyDone <- copyBody(app, clientR, req)
+	}()
+	if req.Body == httpframe.Tunnel {
+		return false, tunnel(req, clientR, client, app, appR, bodyDone)
+	}
+	for {
+		resp, err := readResponseHead(appR, req.Method)
+		if err != nil {
+			return false, fmt.Errorf("the app's answer: %w", err)
+		}
+		if _, err := io.CopyN(client, appR, int64(resp.HeadLen)); err != nil {
+			return false, err
+		}
+		if resp.Interim {
+			continue // the final answer follows
+		}
+		if err := copyResponseBody(client, appR, resp); err != nil {
+			return false, err
+		}
+		// The request's body must be all sent for the next request to
+		// start where it ends.
+		if err := <-bodyDone; err != nil {
+			return false, err
+		}
+		return !resp.Close && !req.Close, nil
+	}
+}
+
+// copyBody copies req's body from r to w, as it is framed.
+func copyBody(w io.Writer, r *bufio.Reader, req *httpframe.Request) error {
+	switch req.Body {
+	case httpframe.Length:
+		_, err := io.CopyN(w, r, req.ContentLength)
+		return err
+	case httpframe.Chunked:
+		return copyChunked(w, r)
+	}
+	return nil
+}
+
+func copyResponseBody(w io.Writer, r *bufio.Reader, resp *httpframe.Response) error {
+	switch resp.Body {
+	case httpframe.Length:
+		_, err := io.CopyN(w, r, resp.ContentLength)
+		return err
+	case httpframe.Chunked:
+		return copyChunked(w, r)
+	case httpframe.UntilClose:
+		_, err := io.Copy(w, r)
+		return err
+	}
+	return nil
+}
+
+// copyChunked copies a chunked body, unchanged, up to its end.
+func copyChunked(w io.Writer, r *bufio.Reader) error {
+	var ch httpframe.Chunks
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return err
+		}
+		b, _ := r.Peek(r.Buffered())
+		n, done, err := ch.Scan(b)
+		if _, werr := w.Write(b[:n]); werr != nil {
+			return werr
+		}
+		r.Discard(n)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// tunnel carries an upgrade: the app's answer, then, if it switched
+// protocols (101, or a 2xx to CONNECT), bytes both ways until they end.
+func tunnel(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, app net.Conn, appR *bufio.Reader, sent chan error) error {
+	for {
+		resp, err := readResponseHead(appR, req.Method)
+		if err != nil {
+			return fmt.Errorf("the app's answer to an upgrade: %w", err)
+		}
+		if _, err := io.CopyN(client, appR, int64(resp.HeadLen)); err != nil {
+			return err
+		}
+		if resp.Interim {
+			continue
+		}
+		if resp.Body != httpframe.Tunnel {
+			// Refused: its body, and the connection ends (the client may
+			// have sent bytes of the other protocol already).
+			copyResponseBody(client, appR, resp)
+			return nil
+		}
+		break
+	}
+	if err := <-sent; err != nil {
+		return err
+	}
+	// Client → app: what the client's reader holds, then the socket.
+	done := make(chan struct{})
+	go func() {
+		io.Copy(app, clientR)
+		if cw, ok := app.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		close(done)
+	}()
+	io.Copy(client, appR)
+	if cw, ok := client.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	<-done
+	return nil
+}
+
+// bufferedConn is a connection whose reads start with what r buffered.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// CloseWrite half-closes the connection when it can (a TCP one).
+func (b *bufferedConn) CloseWrite() error {
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return b.Conn.Close()
+}

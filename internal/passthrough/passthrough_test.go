@@ -1,0 +1,291 @@
+package passthrough
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tether-dev/tether/internal/httpfilter"
+)
+
+// rig is an app (net/http), a "session" server that handed-off
+// connections go to, and a listener whose connections go through Conn.
+type rig struct {
+	addr     string // the passthrough's
+	appConns atomic.Int32
+	appSaw   atomic.Int32 // requests the app served
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		fmt.Fprintf(w, "app %d %x", len(b), sha256.Sum256(b))
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		for i := range 3 {
+			fmt.Fprintf(w, "part%d;", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/untilclose", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		c, brw, _ := w.(http.Hijacker).Hijack()
+		brw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+		brw.Flush()
+		c.Close()
+	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		c, brw, _ := w.(http.Hijacker).Hijack()
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		r.appSaw.Add(1)
+		fmt.Fprintf(w, "app %s %s", req.Method, req.URL.Path)
+	})
+	app := listen(t)
+	appSrv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			r.appConns.Add(1)
+		}
+	}}
+	go appSrv.Serve(app)
+	t.Cleanup(func() { appSrv.Close() })
+	session := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		fmt.Fprintf(w, "session %s", req.URL.Path)
+	})}
+	handed := newChanListener()
+	go session.Serve(handed)
+	t.Cleanup(func() { session.Close() })
+	front := listen(t)
+	r.addr = front.Addr().String()
+	go func() {
+		for {
+			c, err := front.Accept()
+			if err != nil {
+				return
+			}
+			pc := &Conn{Client: c,
+				DialApp: func() (net.Conn, error) { return net.Dial("tcp", app.Addr().String()) },
+				Taken:   func(r httpfilter.Request) bool { return r.Header.Get("X-Tether-User") == "me" },
+				Handoff: func(c net.Conn) { handed.ch <- c },
+			}
+			go pc.Serve()
+		}
+	}()
+	return r
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *chanListener) Close() error {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	return nil
+}
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+func get(t *testing.T, c *http.Client, method, url, user string, body io.Reader) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	if user != "" {
+		req.Header.Set("X-Tether-User", user)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestKeepAliveMix: one client connection carries GETs, bodies of every
+// framing, HEAD, 204, chunked answers and 100-continue to the app over
+// one app connection, then is handed off at its first taken request.
+func TestKeepAliveMix(t *testing.T) {
+	r := newRig(t)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, ExpectContinueTimeout: 5 * time.Second}}
+	base := "http://" + r.addr
+	for i := range 20 {
+		if code, body := get(t, c, "GET", fmt.Sprintf("%s/p%d", base, i), "", nil); code != 200 || body != fmt.Sprintf("app GET /p%d", i) {
+			t.Fatalf("GET %d: %d %q", i, code, body)
+		}
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	want := fmt.Sprintf("app %d %x", len(big), sha256.Sum256(big))
+	if _, body := get(t, c, "POST", base+"/echo", "", bytes.NewReader(big)); body != want {
+		t.Errorf("1 MiB with Content-Length: %q", body)
+	}
+	// An io.Reader of unknown length: chunked.
+	if _, body := get(t, c, "POST", base+"/echo", "", io.MultiReader(bytes.NewReader(big[:1000]), bytes.NewReader(big[1000:]))); body != want {
+		t.Errorf("1 MiB chunked: %q", body)
+	}
+	req, _ := http.NewRequest("PUT", base+"/echo", bytes.NewReader(big[:10]))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("100-continue: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(b), "app 10 ") {
+		t.Errorf("100-continue: %q", b)
+	}
+	if code, body := get(t, c, "HEAD", base+"/x", "", nil); code != 200 || body != "" {
+		t.Errorf("HEAD: %d %q", code, body)
+	}
+	if code, _ := get(t, c, "GET", base+"/nocontent", "", nil); code != 204 {
+		t.Errorf("204: %d", code)
+	}
+	if _, body := get(t, c, "GET", base+"/chunked", "", nil); body != "part0;part1;part2;" {
+		t.Errorf("a chunked answer: %q", body)
+	}
+	if got := r.appConns.Load(); got != 1 {
+		t.Errorf("the app saw %d connections for one client connection, want 1", got)
+	}
+	saw := r.appSaw.Load()
+	// Taken: this request and the connection's next go to the session.
+	if _, body := get(t, c, "GET", base+"/mine", "me", nil); body != "session /mine" {
+		t.Errorf("a taken request: %q", body)
+	}
+	if _, body := get(t, c, "GET", base+"/after", "", nil); body != "session /after" {
+		t.Errorf("the handed-off connection's next request: %q", body)
+	}
+	if r.appSaw.Load() != saw {
+		t.Errorf("the app saw a taken request")
+	}
+	if _, body := get(t, c, "GET", base+"/untilclose", "", nil); body != "session /untilclose" {
+		t.Errorf("%q", body)
+	}
+}
+
+func TestUntilCloseAndPipelining(t *testing.T) {
+	r := newRig(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	if _, body := get(t, c, "GET", "http://"+r.addr+"/untilclose", "", nil); body != "until the end" {
+		t.Errorf("an answer until close: %q", body)
+	}
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for _, want := range []string{"app GET /a", "app 3 ", "app GET /c"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.HasPrefix(string(b), want) {
+			t.Errorf("pipelined: %q, want %q", b, want)
+		}
+	}
+}
+
+func TestUpgrade(t *testing.T) {
+	r := newRig(t)
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// The client's first bytes of the new protocol come with the request.
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo hello\n" {
+		t.Fatalf("through the tunnel: %q %v", line, err)
+	}
+}
+
+// TestSmuggling: what cannot be framed safely never reaches the app.
+func TestSmuggling(t *testing.T) {
+	r := newRig(t)
+	for _, raw := range []string{
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
+		"GET / HTTP/1.1\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, raw)
+		b, _ := io.ReadAll(conn)
+		conn.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 400 ") {
+			t.Errorf("%q: answered %q, want 400", raw, b)
+		}
+	}
+	if n := r.appSaw.Load(); n != 0 {
+		t.Errorf("the app served %d of them", n)
+	}
+}
