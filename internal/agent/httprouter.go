@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +38,7 @@ type connKey struct{}
 // routedConn is a client connection whose first bytes were peeked.
 type routedConn struct {
 	net.Conn
-	r           *bufio.Reader
+	r           io.Reader // reads start with the peeked bytes
 	raw         *net.TCPConn
 	client, dst netip.AddrPort
 	state       *connState

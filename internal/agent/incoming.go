@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tether-dev/tether/internal/httpfilter"
 	"github.com/tether-dev/tether/internal/netfilter"
+	"github.com/tether-dev/tether/internal/passthrough"
 	"github.com/tether-dev/tether/internal/protocol"
 	"github.com/tether-dev/tether/internal/splice"
 )
@@ -522,8 +524,53 @@ func (in *incoming) routeHTTP(conn net.Conn, raw *net.TCPConn, client, dst netip
 		in.passthrough(conn, slices.Clone(buffered), client, dst)
 		return false
 	}
-	in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst, release: release})
-	return true
+	buffered, _ := br.Peek(br.Buffered())
+	if bytes.HasPrefix(buffered, []byte(h2Preface)) {
+		// HTTP/2 (h2c): the router serves it, stream by stream.
+		in.http.serve(&routedConn{Conn: conn, r: br, raw: raw, client: client, dst: dst, release: release})
+		return true
+	}
+	return in.passHTTP1(conn, slices.Clone(buffered), raw, client, dst, release)
+}
+
+// passHTTP1 carries an HTTP/1 connection to the app request by request
+// (passthrough: parsed, not served) until a session's filter takes a
+// request; from that request on the router has the connection. It
+// reports whether the router has it (and release with it).
+func (in *incoming) passHTTP1(conn net.Conn, prefix []byte, raw *net.TCPConn, client, dst netip.AddrPort, release func()) bool {
+	handed := false
+	pc := &passthrough.Conn{
+		Client: conn,
+		Prefix: prefix,
+		DialApp: func() (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
+			defer cancel()
+			return in.dialApp(ctx, client, dst)
+		},
+		Taken: func(r httpfilter.Request) bool {
+			for _, s := range in.snapshot(dst.Port()) {
+				if s.filteredSteal() && s.filter.Match(r) {
+					return true
+				}
+			}
+			return false
+		},
+		Handoff: func(c net.Conn) {
+			handed = true
+			in.http.serve(&routedConn{Conn: c, r: c, raw: raw, client: client, dst: dst, release: release})
+		},
+		Closing: in.http.draining.Load,
+		Reset:   func() { resetConn(raw) },
+	}
+	// The drain and an exiting target see it as a spliced connection:
+	// closed when quiet after an answer, reset when the app is gone.
+	done := in.trackSpliced(raw)
+	err := pc.Serve()
+	done()
+	if err != nil && !handed {
+		in.log.Debug("an HTTP/1 connection passed through ended", "client", client.String(), "err", err)
+	}
+	return handed
 }
 
 type httpVerdict int

@@ -149,9 +149,14 @@ type Request struct {
 
 // FromHTTP adapts an *http.Request.
 func FromHTTP(r *http.Request) Request {
-	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header}
-	req.lines = headerLines(r.Header)
-	return req
+	return NewRequest(r.Method, r.URL.Path, r.URL.RawQuery, r.Header)
+}
+
+// NewRequest is a request to match against many filters: its header
+// lines are made once here, not once per filter. path is decoded (as
+// net/http's URL.Path), query raw.
+func NewRequest(method, path, query string, h http.Header) Request {
+	return Request{Method: method, Path: path, Query: query, Header: h, lines: headerLines(h)}
 }
 
 func headerLines(h http.Header) []string {

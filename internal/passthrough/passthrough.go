@@ -10,11 +10,14 @@ package passthrough
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
 	"github.com/tether-dev/tether/internal/httpframe"
@@ -35,13 +38,28 @@ type Conn struct {
 	// Handoff gets the connection when a request is taken: its reads
 	// start with that request's head. Serve returns after it.
 	Handoff func(net.Conn)
+	// Prefix is bytes already read from Client: they come first.
+	Prefix []byte
+	// Closing, when set and true as an answer is passed on, ends the
+	// connection after that answer, which says so (Connection: close)
+	// so that the client does not send another request on it.
+	Closing func() bool
+	// Reset, when set, ends the client's connection when the app is gone
+	// (it refused the connection, or reset it): as the kernel would
+	// answer the client without a proxy in between, rather than with a
+	// 502 or a plain close.
+	Reset func()
 }
 
 // Serve carries the connection until it ends or is handed off. A
 // request that cannot be framed safely gets a 400 and the connection is
 // closed (a proxy that guesses is one a request can be smuggled past).
 func (c *Conn) Serve() error {
-	br := bufio.NewReaderSize(c.Client, bufSize)
+	var src io.Reader = c.Client
+	if len(c.Prefix) > 0 {
+		src = io.MultiReader(bytes.NewReader(c.Prefix), c.Client)
+	}
+	br := bufio.NewReaderSize(src, bufSize)
 	var app net.Conn
 	var appR *bufio.Reader
 	defer func() {
@@ -70,18 +88,32 @@ func (c *Conn) Serve() error {
 		}
 		if app == nil {
 			if app, err = c.DialApp(); err != nil {
-				io.WriteString(c.Client, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-				c.Client.Close()
+				if !c.reset(err) {
+					io.WriteString(c.Client, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+					c.Client.Close()
+				}
 				return fmt.Errorf("connecting to the app: %w", err)
 			}
 			appR = bufio.NewReaderSize(app, bufSize)
 		}
-		keep, err := exchange(req, br, c.Client, app, appR)
+		keep, err := c.exchange(req, br, app, appR)
 		if err != nil || !keep {
-			c.Client.Close()
+			if !c.reset(err) {
+				c.Client.Close()
+			}
 			return err
 		}
 	}
+}
+
+// reset resets the client's connection if err says the app is gone and
+// Reset is set.
+func (c *Conn) reset(err error) bool {
+	if c.Reset == nil || !(errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)) {
+		return false
+	}
+	c.Reset()
+	return true
 }
 
 // readHead waits until a whole request head is buffered in br and
@@ -131,18 +163,27 @@ func peekHead(br *bufio.Reader, parse func([]byte) error) error {
 	}
 }
 
-// filterRequest is what the filters see of req.
+// filterRequest is what the filters see of req: what they would see of
+// it served by net/http (a decoded path), so that no encoding of a path
+// gets a request past a filter that the filtering router would apply.
 func filterRequest(req *httpframe.Request) httpfilter.Request {
 	q := ""
 	if i := strings.IndexByte(req.Target, '?'); i >= 0 {
 		q = req.Target[i+1:]
 	}
-	return httpfilter.Request{Method: req.Method, Path: req.Path, Query: q, Header: req.Header}
+	path := req.Path
+	if strings.IndexByte(path, '%') >= 0 {
+		if p, err := url.PathUnescape(path); err == nil {
+			path = p
+		}
+	}
+	return httpfilter.NewRequest(req.Method, path, q, req.Header)
 }
 
 // exchange sends one request to the app and its answer back. keep says
 // whether the connection can carry another request.
-func exchange(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, app net.Conn, appR *bufio.Reader) (keep bool, err error) {
+func (c *Conn) exchange(req *httpframe.Request, clientR *bufio.Reader, app net.Conn, appR *bufio.Reader) (keep bool, err error) {
+	client := c.Client
 	// The head, then the body, while the answer comes back (a 100
 	// Continue, or an early answer, comes before the body is all sent).
 	bodyDone := make(chan error, 1)
@@ -161,7 +202,8 @@ func exchange(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, ap
 		if err != nil {
 			return false, fmt.Errorf("the app's answer: %w", err)
 		}
-		if _, err := io.CopyN(client, appR, int64(resp.HeadLen)); err != nil {
+		closing := !resp.Interim && c.Closing != nil && c.Closing()
+		if err := copyHead(client, appR, resp, closing); err != nil {
 			return false, err
 		}
 		if resp.Interim {
@@ -175,8 +217,27 @@ func exchange(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, ap
 		if err := <-bodyDone; err != nil {
 			return false, err
 		}
-		return !resp.Close && !req.Close, nil
+		return !resp.Close && !req.Close && !closing, nil
 	}
+}
+
+// copyHead copies an answer's head; closing adds Connection: close to it
+// (a second Connection header is a list with the first: close wins).
+func copyHead(w io.Writer, appR *bufio.Reader, resp *httpframe.Response, closing bool) error {
+	if !closing || resp.Close {
+		_, err := io.CopyN(w, appR, int64(resp.HeadLen))
+		return err
+	}
+	head, err := appR.Peek(resp.HeadLen)
+	if err != nil {
+		return err
+	}
+	// The head ends with its blank line (httpframe accepts CRLF only).
+	if _, err := w.Write(append(head[:len(head)-2:len(head)-2], "Connection: close\r\n\r\n"...)); err != nil {
+		return err
+	}
+	_, err = appR.Discard(resp.HeadLen)
+	return err
 }
 
 // copyBody copies req's body from r to w, as it is framed.

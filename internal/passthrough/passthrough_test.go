@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ type rig struct {
 	appSaw   atomic.Int32 // requests the app served
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T, opts ...func(*Conn)) *rig {
 	t.Helper()
 	r := &rig{}
 	mux := http.NewServeMux()
@@ -94,8 +96,13 @@ func newRig(t *testing.T) *rig {
 			}
 			pc := &Conn{Client: c,
 				DialApp: func() (net.Conn, error) { return net.Dial("tcp", app.Addr().String()) },
-				Taken:   func(r httpfilter.Request) bool { return r.Header.Get("X-Tether-User") == "me" },
+				Taken: func(r httpfilter.Request) bool {
+					return r.Header.Get("X-Tether-User") == "me" || r.Path == "/taken path"
+				},
 				Handoff: func(c net.Conn) { handed.ch <- c },
+			}
+			for _, o := range opts {
+				o(pc)
 			}
 			go pc.Serve()
 		}
@@ -287,5 +294,89 @@ func TestSmuggling(t *testing.T) {
 	}
 	if n := r.appSaw.Load(); n != 0 {
 		t.Errorf("the app served %d of them", n)
+	}
+}
+
+// TestEncodedPath: a filter sees the path decoded, as the filtering
+// router (net/http) shows it: no encoding gets a request past it.
+func TestEncodedPath(t *testing.T) {
+	r := newRig(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	if _, body := get(t, c, "GET", "http://"+r.addr+"/taken%20p%61th?q=1", "", nil); body != "session /taken path" {
+		t.Errorf("an encoded path a filter takes: %q", body)
+	}
+	if n := r.appSaw.Load(); n != 0 {
+		t.Errorf("the app served it")
+	}
+}
+
+// TestPrefixAndClosing: bytes read before Serve come first; while
+// Closing says so, an answer says Connection: close and ends the
+// connection after it.
+func TestPrefixAndClosing(t *testing.T) {
+	var closing atomic.Bool
+	r := newRig(t, func(c *Conn) {
+		c.Prefix = []byte("GET /pre")
+		c.Closing = closing.Load
+	})
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "fix HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "app GET /prefix" || resp.Close {
+		t.Errorf("first answer: %q (close %v), want the prefixed request's, kept alive", b, resp.Close)
+	}
+	closing.Store(true)
+	io.WriteString(conn, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if string(b) != "app GET /second" || !resp.Close {
+		t.Errorf("answer while closing: %q (close %v), want Connection: close", b, resp.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after the closing answer: read %d, %v; want EOF", n, err)
+	}
+}
+
+// TestResetWhenAppGone: with Reset set, an app that refuses the
+// connection makes the client's connection reset, not answered.
+func TestResetWhenAppGone(t *testing.T) {
+	gone := listen(t)
+	addr := gone.Addr().String()
+	gone.Close() // nobody listens there now: refused
+	var resets atomic.Int32
+	r := newRig(t, func(c *Conn) {
+		c.DialApp = func() (net.Conn, error) { return net.Dial("tcp", addr) }
+		client := c.Client
+		c.Reset = func() {
+			resets.Add(1)
+			client.(*net.TCPConn).SetLinger(0)
+			client.Close()
+		}
+	})
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	b, err := io.ReadAll(conn)
+	if len(b) != 0 || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read %q, %v; want a reset", b, err)
+	}
+	if resets.Load() != 1 {
+		t.Errorf("Reset called %d times", resets.Load())
 	}
 }
