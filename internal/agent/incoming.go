@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -70,6 +69,7 @@ type subscription struct {
 	mode   string
 	filter *httpfilter.Filter
 	wire   *protocol.HTTPFilter // as subscribed, for policy edits
+	drops  *mirrorDrops // shared by copies of the subscription
 }
 
 func (s *subscription) unfilteredSteal() bool { return s.mode == protocol.ModeSteal && s.filter == nil }
@@ -102,7 +102,7 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter, wire: req.Filter}
+	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter, wire: req.Filter, drops: &mirrorDrops{}}
 	var warnings []string
 	for _, o := range in.ports[req.Port] {
 		if o.sess == ss {
@@ -620,92 +620,6 @@ func classifyHTTP(head []byte) httpVerdict {
 		return undecided
 	}
 	return notHTTP
-}
-
-// --- mirror ---
-
-// mirrorSink carries a copy of a connection's incoming bytes to one
-// mirroring session. It never blocks the real traffic: when the session
-// falls behind, the copy is cut.
-type mirrorSink struct {
-	ch   chan []byte
-	st   protocol.Stream
-	once sync.Once
-}
-
-const mirrorQueue = 256
-
-func (in *incoming) mirrorSinks(subs []*subscription, client, dst netip.AddrPort) []*mirrorSink {
-	var sinks []*mirrorSink
-	for _, s := range subs {
-		if s.mode != protocol.ModeMirror {
-			continue
-		}
-		st, err := in.deliver(s, client, dst, true)
-		if err != nil {
-			continue
-		}
-		m := &mirrorSink{ch: make(chan []byte, mirrorQueue), st: st}
-		go m.run()
-		go io.Copy(io.Discard, st) // the local app's replies are discarded
-		sinks = append(sinks, m)
-	}
-	return sinks
-}
-
-func (m *mirrorSink) run() {
-	for b := range m.ch {
-		if _, err := m.st.Write(b); err != nil {
-			for range m.ch {
-			}
-			break
-		}
-	}
-	m.st.CloseWrite()
-}
-
-func (m *mirrorSink) send(b []byte) {
-	select {
-	case m.ch <- slices.Clone(b):
-	default:
-		m.close() // too slow: stop copying rather than slow the app down
-	}
-}
-
-func (m *mirrorSink) close() { m.once.Do(func() { close(m.ch) }) }
-
-// teeConn copies everything read from the client to mirror sinks.
-type teeConn struct {
-	*net.TCPConn
-	sinks []*mirrorSink
-}
-
-func (t *teeConn) Read(b []byte) (int, error) {
-	n, err := t.TCPConn.Read(b)
-	if n > 0 {
-		for _, s := range t.sinks {
-			s.send(b[:n])
-		}
-	}
-	if err != nil {
-		for _, s := range t.sinks {
-			s.close()
-		}
-	}
-	return n, err
-}
-
-// WriteTo hides the embedded TCPConn's WriteTo (splice), which would read
-// around the tee.
-func (t *teeConn) WriteTo(w io.Writer) (int64, error) {
-	return io.Copy(w, struct{ io.Reader }{t})
-}
-
-func (t *teeConn) Close() error {
-	for _, s := range t.sinks {
-		s.close()
-	}
-	return t.TCPConn.Close()
 }
 
 // asHalfCloser gives conn (a TCPConn or a wrapper of one) a CloseWrite.

@@ -44,6 +44,11 @@ type Conn struct {
 	// connection after that answer, which says so (Connection: close)
 	// so that the client does not send another request on it.
 	Closing func() bool
+	// Copy, when set, is asked at each request that goes to the app for
+	// a copy of it: the copy gets the request's bytes as they are sent
+	// (for an upgrade, the client's bytes until it ends) and then End.
+	// A nil Copy: not copied.
+	Copy func(*httpframe.Request) Copy
 	// Reset, when set, ends the client's connection when the app is gone
 	// (it refused the connection, or reset it): as the kernel would
 	// answer the client without a proxy in between, rather than with a
@@ -104,6 +109,35 @@ func (c *Conn) Serve() error {
 			return err
 		}
 	}
+}
+
+// Copy is a copy of one request (see Conn.Copy).
+type Copy interface {
+	io.Writer
+	// End ends the copy: complete says whether all the request's bytes
+	// were written.
+	End(complete bool)
+}
+
+// copying is the app's connection as one request's bytes are written to
+// it: each write goes to the copy too.
+type copying struct {
+	net.Conn
+	cp Copy
+}
+
+func (w copying) Write(b []byte) (int, error) {
+	n, err := w.Conn.Write(b)
+	w.cp.Write(b[:n])
+	return n, err
+}
+
+// CloseWrite half-closes the app's connection (the end of a tunnel).
+func (w copying) CloseWrite() error {
+	if cw, ok := w.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // reset resets the client's connection if err says the app is gone and
@@ -183,17 +217,39 @@ func filterRequest(req *httpframe.Request) httpfilter.Request {
 // exchange sends one request to the app and its answer back. keep says
 // whether the connection can carry another request.
 func (c *Conn) exchange(req *httpframe.Request, clientR *bufio.Reader, app net.Conn, appR *bufio.Reader) (keep bool, err error) {
+	if c.Copy != nil {
+		if cp := c.Copy(req); cp != nil {
+			// Complete when the exchange is: its success waits for the
+			// request's last byte (a body copied while the answer came,
+			// a tunnel's client side). A failed one may still write to
+			// the app after End: the copy ignores it.
+			keep, err = c.send(req, clientR, copying{Conn: app, cp: cp}, appR)
+			cp.End(err == nil)
+			return keep, err
+		}
+	}
+	return c.send(req, clientR, app, appR)
+}
+
+// send is exchange, with app's writes maybe copied.
+func (c *Conn) send(req *httpframe.Request, clientR *bufio.Reader, app net.Conn, appR *bufio.Reader) (keep bool, err error) {
 	client := c.Client
 	// The head, then the body, while the answer comes back (a 100
 	// Continue, or an early answer, comes before the body is all sent).
+	// A request already all buffered (a GET, a small body) is sent here:
+	// no goroutine, one write.
 	bodyDone := make(chan error, 1)
-	go func() {
-		if _, err := io.CopyN(app, clientR, int64(req.HeadLen)); err != nil {
-			bodyDone <- err
-			return
-		}
-		bodyDone <- copyBody(app, clientR, req)
-	}()
+	if n, ok := buffered(clientR, req); ok {
+		bodyDone <- copyN(app, clientR, nil, n)
+	} else {
+		go func() {
+			if err := copyN(app, clientR, nil, int64(req.HeadLen)); err != nil {
+				bodyDone <- err
+				return
+			}
+			bodyDone <- copyBody(app, clientR, client, req)
+		}()
+	}
 	if req.Body == httpframe.Tunnel {
 		return false, tunnel(req, clientR, client, app, appR, bodyDone)
 	}
@@ -209,7 +265,7 @@ func (c *Conn) exchange(req *httpframe.Request, clientR *bufio.Reader, app net.C
 		if resp.Interim {
 			continue // the final answer follows
 		}
-		if err := copyResponseBody(client, appR, resp); err != nil {
+		if err := copyResponseBody(client, appR, app, resp); err != nil {
 			return false, err
 		}
 		// The request's body must be all sent for the next request to
@@ -221,12 +277,25 @@ func (c *Conn) exchange(req *httpframe.Request, clientR *bufio.Reader, app net.C
 	}
 }
 
+// buffered reports whether the whole request (head and body) is in r,
+// and its length.
+func buffered(r *bufio.Reader, req *httpframe.Request) (int64, bool) {
+	n := int64(req.HeadLen)
+	switch req.Body {
+	case httpframe.NoBody:
+	case httpframe.Length:
+		n += req.ContentLength
+	default:
+		return 0, false
+	}
+	return n, !req.ExpectContinue && n <= int64(r.Buffered())
+}
+
 // copyHead copies an answer's head; closing adds Connection: close to it
 // (a second Connection header is a list with the first: close wins).
 func copyHead(w io.Writer, appR *bufio.Reader, resp *httpframe.Response, closing bool) error {
 	if !closing || resp.Close {
-		_, err := io.CopyN(w, appR, int64(resp.HeadLen))
-		return err
+		return copyN(w, appR, nil, int64(resp.HeadLen))
 	}
 	head, err := appR.Peek(resp.HeadLen)
 	if err != nil {
@@ -240,27 +309,54 @@ func copyHead(w io.Writer, appR *bufio.Reader, resp *httpframe.Response, closing
 	return err
 }
 
-// copyBody copies req's body from r to w, as it is framed.
-func copyBody(w io.Writer, r *bufio.Reader, req *httpframe.Request) error {
+// spliceMin is the rest of a body past which, once nothing of it is
+// buffered, the kernel copies it from socket to socket (splice).
+const spliceMin = 64 << 10
+
+// copyN copies n bytes from r to w, straight from r's buffer; once that
+// is empty, a long rest comes from src (r's own source) by splice when w
+// and src are sockets.
+func copyN(w io.Writer, r *bufio.Reader, src io.Reader, n int64) error {
+	for n > 0 {
+		if r.Buffered() == 0 {
+			if src != nil && n >= spliceMin {
+				_, err := io.CopyN(w, src, n)
+				return err
+			}
+			if _, err := r.Peek(1); err != nil {
+				return err
+			}
+		}
+		b, _ := r.Peek(int(min(int64(r.Buffered()), n)))
+		m, err := w.Write(b)
+		r.Discard(m)
+		n -= int64(m)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBody copies req's body from r (over src) to w, as it is framed.
+func copyBody(w io.Writer, r *bufio.Reader, src io.Reader, req *httpframe.Request) error {
 	switch req.Body {
 	case httpframe.Length:
-		_, err := io.CopyN(w, r, req.ContentLength)
-		return err
+		return copyN(w, r, src, req.ContentLength)
 	case httpframe.Chunked:
 		return copyChunked(w, r)
 	}
 	return nil
 }
 
-func copyResponseBody(w io.Writer, r *bufio.Reader, resp *httpframe.Response) error {
+func copyResponseBody(w io.Writer, r *bufio.Reader, src io.Reader, resp *httpframe.Response) error {
 	switch resp.Body {
 	case httpframe.Length:
-		_, err := io.CopyN(w, r, resp.ContentLength)
-		return err
+		return copyN(w, r, src, resp.ContentLength)
 	case httpframe.Chunked:
 		return copyChunked(w, r)
 	case httpframe.UntilClose:
-		_, err := io.Copy(w, r)
+		_, err := io.Copy(w, r) // bufio's WriteTo: the buffer, then splice
 		return err
 	}
 	return nil
@@ -302,7 +398,7 @@ func tunnel(req *httpframe.Request, clientR *bufio.Reader, client net.Conn, app 
 		if resp.Body != httpframe.Tunnel {
 			// Refused: its body, and the connection ends (the client may
 			// have sent bytes of the other protocol already).
-			copyResponseBody(client, appR, resp)
+			copyResponseBody(client, appR, app, resp)
 			return nil
 		}
 		break

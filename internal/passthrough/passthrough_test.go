@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tether-dev/tether/internal/httpfilter"
+	"github.com/tether-dev/tether/internal/httpframe"
 )
 
 // rig is an app (net/http), a "session" server that handed-off
@@ -378,5 +380,75 @@ func TestResetWhenAppGone(t *testing.T) {
 	}
 	if resets.Load() != 1 {
 		t.Errorf("Reset called %d times", resets.Load())
+	}
+}
+
+// recCopy records the copies of requests.
+type recCopy struct {
+	mu   sync.Mutex
+	reqs []string // each complete copy
+	cur  bytes.Buffer
+}
+
+func (r *recCopy) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur.Write(b)
+}
+
+func (r *recCopy) End(complete bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if complete {
+		r.reqs = append(r.reqs, r.cur.String())
+	}
+	r.cur.Reset()
+}
+
+// TestCopy: each request that goes to the app is copied whole, exactly as
+// sent, pipelined and with a body of each framing; one Copy skips.
+func TestCopy(t *testing.T) {
+	rec := &recCopy{}
+	r := newRig(t, func(c *Conn) {
+		c.Copy = func(req *httpframe.Request) Copy {
+			if req.Path == "/skip" {
+				return nil
+			}
+			return rec
+		}
+	})
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	big := strings.Repeat("x", 200<<10) // past the buffer, and spliceMin
+	reqs := []string{
+		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /skip HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(big), big),
+	}
+	go io.WriteString(conn, strings.Join(reqs, ""))
+	br := bufio.NewReader(conn)
+	for range reqs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	want := append([]string{reqs[0]}, reqs[2:]...)
+	if len(rec.reqs) != len(want) {
+		t.Fatalf("%d copies, want %d", len(rec.reqs), len(want))
+	}
+	for i := range want {
+		if rec.reqs[i] != want[i] {
+			t.Errorf("copy %d: %.80q..., want %.80q...", i, rec.reqs[i], want[i])
+		}
 	}
 }

@@ -66,6 +66,7 @@ func whoServerAt(t *testing.T, name, addr string) (netip.AddrPort, *seenLog) {
 		// A header name as no net/http proxy would pass it on (it
 		// canonicalizes): seen verbatim, the answer was passed through.
 		w.Header()["x-raw-case"] = []string{"kept"}
+		io.Copy(io.Discard, r.Body) // a keep-alive connection goes on
 		fmt.Fprintf(w, "who=%s path=%s client=%s", name, r.URL.Path, r.RemoteAddr)
 	})}
 	go srv.Serve(ln)
