@@ -69,7 +69,7 @@ type subscription struct {
 	mode   string
 	filter *httpfilter.Filter
 	wire   *protocol.HTTPFilter // as subscribed, for policy edits
-	drops  *mirrorDrops // shared by copies of the subscription
+	drops  *mirrorDrops         // shared by copies of the subscription
 }
 
 func (s *subscription) unfilteredSteal() bool { return s.mode == protocol.ModeSteal && s.filter == nil }
