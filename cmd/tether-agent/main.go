@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/internal/agent"
+	"github.com/tether-dev/tether/internal/agenttls"
 	"github.com/tether-dev/tether/internal/cri"
 	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/version"
@@ -260,6 +261,16 @@ func worker(o options, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "tether-agent: listening on %s: %v (pick a free address with --listen)\n", o.listen, err)
 		return 1
+	}
+	if token := os.Getenv(tokenEnv); token != "" {
+		// Sessions that do not come through a port-forward (the direct
+		// transport, tether-operator) are TLS, keyed by the token.
+		cfg, err := agenttls.ServerConfig(token)
+		if err != nil {
+			fmt.Fprintf(stderr, "tether-agent: %v\n", err)
+			return 1
+		}
+		ln = &agenttls.Listener{Listener: ln, Config: cfg, RequireTLS: true}
 	}
 	fmt.Fprintf(stdout, "tether-agent listening on %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -34,6 +34,7 @@ type kubeClients struct {
 	client    kubernetes.Interface
 	dynamic   dynamic.Interface
 	namespace string
+	transport transportState
 }
 
 // kubeFlags are kubectl's flags for choosing a cluster, with kubectl's
@@ -637,6 +638,10 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 		image = DefaultAgentImage()
 	}
 	opts := kube.AgentOptions{Image: image, Mode: mode, Linger: cfg.AgentLinger(), StartupTimeout: cfg.AgentStartupTimeout(), SessionGrace: cfg.AgentSessionGrace(), PerNode: cfg.AgentPerNode()}
+	k.transport.mode = cfg.AgentTransport()
+	// A Job agent listens on its pod's IP too (TLS there) unless only
+	// port-forwards will reach it.
+	opts.ListenAll = k.transport.mode != "port-forward" && mode == kube.ModeJob
 	if cfg.Agent.MemoryLimit != "" {
 		// Validated with the config.
 		opts.MemoryLimit = resource.MustParse(cfg.Agent.MemoryLimit)

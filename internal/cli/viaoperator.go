@@ -46,10 +46,14 @@ func (v viaOperator) Ensure(_ context.Context, t *kube.Resolved, _ kube.AgentOpt
 // Remove: the operator replaces agents that cannot serve.
 func (viaOperator) Remove(context.Context, *kube.Agent) error { return nil }
 
-// dialAgent opens a connection to agent ag: a port-forward to its pod, or
-// a targets/connect through the operator.
+// dialAgent opens a connection to agent ag: to its pod IP (the direct
+// transport), a port-forward to its pod, or a targets/connect through the
+// operator.
 func (k *kubeClients) dialAgent(ctx context.Context, ag *kube.Agent) (net.Conn, error) {
 	if ag.Via == "" {
+		if c, ok, err := k.dialDirect(ctx, ag); ok {
+			return c, err
+		}
 		return kube.DialPod(ctx, k.rest, k.client, ag.Namespace, ag.Pod, ag.Port)
 	}
 	opts := v1alpha1.TargetConnectOptions{Pod: ag.Pod, Container: ag.Container}

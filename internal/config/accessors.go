@@ -83,6 +83,14 @@ func (c *Config) AgentLinger() time.Duration {
 	return time.Duration(c.Agent.Linger)
 }
 
+// AgentTransport returns agent.transport (default auto).
+func (c *Config) AgentTransport() string {
+	if c.Agent.Transport == "" {
+		return Transports[0]
+	}
+	return c.Agent.Transport
+}
+
 // AgentPerNode returns agent.per_node (default true).
 func (c *Config) AgentPerNode() bool {
 	return c.Agent.PerNode == nil || *c.Agent.PerNode

@@ -22,6 +22,8 @@ var (
 	IncomingModes = []string{"mirror", "steal", "off"}
 	// ReplicaModes are incoming.replicas's values; the first is the default.
 	ReplicaModes = []string{"all", "one"}
+	// Transports are agent.transport's values; the first is the default.
+	Transports = []string{"auto", "port-forward", "direct"}
 )
 
 // Validate checks what the types alone cannot: enums (fs.mode,
@@ -151,6 +153,7 @@ func (c *Config) checkAgent(v *validator) {
 			v.addf("agent.address", "bad port %s in %s: want %s", quoteValue(port), quoteValue(a.Address), portWant)
 		}
 	}
+	v.enum("agent.transport", a.Transport, Transports)
 	v.duration("agent.startup_timeout", a.StartupTimeout)
 	v.duration("agent.linger", a.Linger)
 	v.duration("agent.session_grace", a.SessionGrace)

@@ -45,7 +45,7 @@ func (o *Operator) admin(ctx context.Context, p *corev1.Pod, req protocol.AdminR
 	if o.Agent.Port != 0 {
 		port = o.Agent.Port
 	}
-	c, err := o.dial(ctx, net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)))
+	c, err := o.dial(ctx, net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)), kube.AgentToken(p))
 	if err != nil {
 		return resp, err
 	}

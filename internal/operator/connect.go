@@ -124,7 +124,7 @@ func (c *conn) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "targets/connect upgrades the connection to "+v1alpha1.UpgradeProtocol+": send Connection: Upgrade and Upgrade: "+v1alpha1.UpgradeProtocol, http.StatusBadRequest)
 		return
 	}
-	ac, err := c.o.dial(req.Context(), c.addr)
+	ac, err := c.o.dial(req.Context(), c.addr, c.agent.Token)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("the agent %s/%s does not answer: %v; try again (tether-operator replaces an agent that stays silent)", c.agent.Namespace, c.agent.Pod, err), http.StatusServiceUnavailable)
 		return

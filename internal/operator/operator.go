@@ -9,6 +9,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/tether-dev/tether/internal/agenttls"
 	"github.com/tether-dev/tether/internal/kube"
 )
 
@@ -76,8 +78,9 @@ func (o *Operator) resolver() *kube.Resolver {
 const agentDialTimeout = 10 * time.Second
 
 // dial connects to the agent at addr, retrying while a new one starts
-// listening.
-func (o *Operator) dial(ctx context.Context, addr string) (net.Conn, error) {
+// listening, in TLS keyed by its token (agenttls): the session crosses
+// the pod network.
+func (o *Operator) dial(ctx context.Context, addr, token string) (net.Conn, error) {
 	dial := o.Dial
 	if dial == nil {
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -90,7 +93,17 @@ func (o *Operator) dial(ctx context.Context, addr string) (net.Conn, error) {
 	for {
 		c, err := dial(ctx, addr)
 		if err == nil {
-			return c, nil
+			if token == "" {
+				return c, nil
+			}
+			tc := agenttls.Client(c, token)
+			if err = tc.HandshakeContext(ctx); err == nil {
+				return tc, nil
+			}
+			c.Close()
+			if errors.Is(err, agenttls.ErrNotThatAgent) {
+				return nil, fmt.Errorf("connecting to the agent at %s: %w", addr, err)
+			}
 		}
 		select {
 		case <-ctx.Done():
