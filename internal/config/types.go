@@ -65,7 +65,7 @@ type Agent struct {
 	// PerNode shares one agent among the target pods of a namespace on a node.
 	// Transport is how tether reaches its agents: auto, port-forward or direct.
 	Transport string `json:"transport,omitempty" jsonschema:"enum=auto,enum=port-forward,enum=direct,default=auto" jsonschema_description:"How tether reaches its agents: port-forward (through the API server, from anywhere); direct (to the agent pod's IP, in TLS keyed by the agent's token, for tether running inside the cluster: a CI runner pod, a dev container); auto: direct when tether runs in a pod and the agent answers there, else port-forward."`
-	PerNode *bool `json:"per_node,omitempty" jsonschema:"default=true" jsonschema_description:"One agent per node (and namespace) serves every target pod there, the replicas of a workload included, so that a session on many replicas starts as fast as on one; false: an agent per pod. Ephemeral agents (--ephemeral) are always per pod."`
+	PerNode   *bool  `json:"per_node,omitempty" jsonschema:"default=true" jsonschema_description:"One agent per node (and namespace) serves every target pod there, the replicas of a workload included, so that a session on many replicas starts as fast as on one; false: an agent per pod. Ephemeral agents (--ephemeral) are always per pod."`
 }
 
 // Env selects which of the target's environment variables the local process gets.
