@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -119,6 +120,7 @@ func (ss *session) filterEnv(env []string) ([]string, []policy.Refusal) {
 	}
 	out := env[:0:0]
 	var refused []policy.Refusal
+	var names [][]string // of each refusal, sorted at the end
 	byRule := map[string]int{}
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
@@ -133,12 +135,17 @@ func (ss *session) filterEnv(env []string) ([]string, []policy.Refusal) {
 		}
 		key := r.Policy + "\x00" + r.Rule
 		if i, ok := byRule[key]; ok {
-			refused[i].What += ", " + name
+			names[i] = append(names[i], name)
 			continue
 		}
 		byRule[key] = len(refused)
-		r.What = "variables " + name
 		refused = append(refused, *r)
+		names = append(names, []string{name})
+	}
+	// The names in a stable order, whatever the process's environ's.
+	for i := range refused {
+		slices.Sort(names[i])
+		refused[i].What = "variables " + strings.Join(names[i], ", ")
 	}
 	return out, refused
 }

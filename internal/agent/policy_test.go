@@ -79,7 +79,7 @@ func TestPolicyEnvAndFiles(t *testing.T) {
 	if got := strings.Join(resp.Env, ","); got != "DB_HOST=********,A=1" {
 		t.Errorf("env = %q, want the passwords left out and DB_HOST masked", got)
 	}
-	if len(resp.Refused) != 2 || resp.Refused[0].What != "variables DB_PASSWORD, API_PASSWORD" || resp.Refused[1].Rule != "env.mask: DB_*" {
+	if len(resp.Refused) != 2 || resp.Refused[0].What != "variables API_PASSWORD, DB_PASSWORD" || resp.Refused[1].Rule != "env.mask: DB_*" {
 		t.Errorf("env refusals = %+v, want one per rule", resp.Refused)
 	}
 

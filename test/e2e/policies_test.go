@@ -237,7 +237,7 @@ func testPolicies(t *testing.T) {
 		if n := strings.Count(errOut, rule); n != 1 {
 			t.Errorf("the outgoing refusal was told %d times, want once:\n%s", n, errOut)
 		}
-		if !strings.Contains(errOut, "Policy "+ns+"/sensitive refuses variables DB_PASSWORD, API_PASSWORD (env.exclude: *_PASSWORD)") {
+		if !strings.Contains(errOut, "Policy "+ns+"/sensitive refuses variables API_PASSWORD, DB_PASSWORD (env.exclude: *_PASSWORD)") {
 			t.Errorf("the env refusal was not told:\n%s", errOut)
 		}
 		// The audit trail: an Event on the target, and the operator's log.
