@@ -641,7 +641,7 @@ func connectTarget(ctx context.Context, k *kubeClients, cfg *config.Config, mode
 	k.transport.mode = cfg.AgentTransport()
 	// A Job agent listens on its pod's IP too (TLS there) unless only
 	// port-forwards will reach it.
-	opts.ListenAll = k.transport.mode != "port-forward" && mode == kube.ModeJob
+	opts.ListenAll = mode == kube.ModeJob && listenOnPodIP(k.transport.mode)
 	if cfg.Agent.MemoryLimit != "" {
 		// Validated with the config.
 		opts.MemoryLimit = resource.MustParse(cfg.Agent.MemoryLimit)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,6 +96,12 @@ type Agent struct {
 	Namespace string
 	Pod       string
 	PodIP     string // its pod's IP, when known (Job agents)
+	// OnPodIP: the agent listens on its pod's IP (AgentOptions.ListenAll,
+	// in TLS there), not only on its loopback, so that the direct
+	// transport and tether-operator can reach it.
+	OnPodIP bool
+	// Ephemeral: an ephemeral container in its target's pod.
+	Ephemeral bool
 	Port      int
 	Name      string // Job or ephemeral container name
 	Created   bool   // this call created it; false: an existing agent is shared
@@ -200,6 +207,26 @@ func agentArgs(o AgentOptions, target []string) []string {
 		args = append(args, "--audited")
 	}
 	return append(args, target...)
+}
+
+// listensOnPodIP reports whether an agent with these arguments (agentArgs)
+// listens on its pod's IP.
+func listensOnPodIP(args []string) bool {
+	for i, a := range args {
+		if a == "--listen" && i+1 < len(args) {
+			host, _, err := net.SplitHostPort(args[i+1])
+			return err == nil && !isLoopbackHost(host)
+		}
+	}
+	return false
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // agentCapabilities are all the agent needs: enter namespaces (SYS_ADMIN),
@@ -319,7 +346,7 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 				m.deleteJob(context.WithoutCancel(ctx), ns, name)
 				return nil, err
 			}
-			return &Agent{Namespace: ns, Pod: pod, PodIP: ip, Port: o.Port, Name: name, Created: true, Token: token, Target: target, Starting: starting}, nil
+			return &Agent{Namespace: ns, Pod: pod, PodIP: ip, OnPodIP: o.ListenAll, Port: o.Port, Name: name, Created: true, Token: token, Target: target, Starting: starting}, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, admissionError(err, ns, "jobs")
@@ -338,10 +365,11 @@ func (m *AgentManager) ensureJob(ctx context.Context, t *Resolved, o AgentOption
 			pod, ip, starting, err := m.waitJobPod(ctx, ns, existing, o.Early)
 			if err == nil {
 				m.say("sharing the running agent job %s/%s", ns, name)
+				onPodIP := false
 				if cs := existing.Spec.Template.Spec.Containers; len(cs) > 0 {
-					token = tokenOf(cs[0].Env)
+					token, onPodIP = tokenOf(cs[0].Env), listensOnPodIP(cs[0].Args)
 				}
-				return &Agent{Namespace: ns, Pod: pod, PodIP: ip, Port: o.Port, Name: name, Token: token, Target: target, Starting: starting}, nil
+				return &Agent{Namespace: ns, Pod: pod, PodIP: ip, OnPodIP: onPodIP, Port: o.Port, Name: name, Token: token, Target: target, Starting: starting}, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err

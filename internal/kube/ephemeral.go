@@ -63,7 +63,7 @@ func (m *AgentManager) tryEphemeral(ctx context.Context, t *Resolved, o AgentOpt
 		if err := m.waitEphemeral(ctx, ns, pod.Name, ec.Name); err != nil {
 			return nil, err
 		}
-		return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name, Token: tokenOf(ec.Env)}, nil
+		return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: ec.Name, Token: tokenOf(ec.Env), Ephemeral: true}, nil
 	}
 	name := fmt.Sprintf("%s-%d", ephemeralPrefix, n+1)
 	token := newToken()
@@ -103,7 +103,7 @@ func (m *AgentManager) tryEphemeral(ctx context.Context, t *Resolved, o AgentOpt
 	if err := m.waitEphemeral(ctx, ns, pod.Name, name); err != nil {
 		return nil, err
 	}
-	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true, Token: token}, nil
+	return &Agent{Namespace: ns, Pod: pod.Name, Port: o.Port, Name: name, Created: true, Token: token, Ephemeral: true}, nil
 }
 
 // waitEphemeral waits until the named ephemeral container runs.

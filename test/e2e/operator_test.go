@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -372,15 +374,33 @@ func testOperatorRawClient(t *testing.T) {
 	if err != nil || len(agents.Items) == 0 {
 		t.Fatalf("no agent pod: %v", err)
 	}
+	hello := protocol.Hello{Client: "raw", Target: podB.Status.ContainerStatuses[0].ContainerID}
 	for _, a := range agents.Items {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(a.Status.PodIP, fmt.Sprint(kube.DefaultAgentPort)), 5*time.Second)
-		if err != nil {
-			t.Fatalf("dialling agent %s: %v", a.Name, err)
+		addr := net.JoinHostPort(a.Status.PodIP, fmt.Sprint(kube.DefaultAgentPort))
+		dial := func() net.Conn {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatalf("dialling agent %s: %v", a.Name, err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			return c
 		}
-		_, err = protocol.ClientHandshake(c, protocol.Hello{Client: "raw", Target: podB.Status.ContainerStatuses[0].ContainerID})
+		// In clear from the pod network: closed unanswered (only TLS
+		// keyed by the token is taken there).
+		c := dial()
+		protocol.WriteFrame(c, hello)
+		b, err := io.ReadAll(c)
 		c.Close()
+		if len(b) != 0 || err != nil && !isReset(err) {
+			t.Errorf("agent %s, a plain hello: read %q, %v; want the connection closed unanswered", a.Name, b, err)
+		}
+		// In TLS without knowing the token (so without checking the
+		// agent's key): the hello is refused for its missing token.
+		tc := tls.Client(dial(), &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true})
+		_, err = protocol.ClientHandshake(tc, hello)
+		tc.Close()
 		if err == nil || !strings.Contains(err.Error(), "token") {
-			t.Errorf("agent %s without its token: %v, want a refusal", a.Name, err)
+			t.Errorf("agent %s in TLS without its token: %v, want a refusal", a.Name, err)
 		}
 	}
 }
