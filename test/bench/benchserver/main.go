@@ -8,6 +8,8 @@
 //	GET /small        a 3-byte body ("ok\n")
 //	GET /bytes?n=N    N bytes (Content-Length set), for throughput
 //	GET /healthz      200, for readiness probes
+//	GET /burn?us=N    "ok\n" after burning N µs of CPU time (a handler
+//	                  that computes, as a typical app's does)
 //	ANY /slow?ms=N    "ok\n" after N milliseconds (the request body is read
 //	                  first), a slow request for the handover tests
 //
@@ -22,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -44,6 +47,17 @@ func main() {
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Who", *who)
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/burn", func(w http.ResponseWriter, r *http.Request) {
+		us, err := strconv.Atoi(r.URL.Query().Get("us"))
+		if err != nil || us < 0 || us > 1e6 {
+			http.Error(w, "want /burn?us=MICROSECONDS (at most 1000000)", http.StatusBadRequest)
+			return
+		}
+		burn(time.Duration(us) * time.Microsecond)
+		w.Header().Set("X-Who", *who)
+		w.Header().Set("Content-Length", "3")
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
@@ -89,4 +103,24 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchserver: serving on %s: %v\n", ln.Addr(), err)
 		os.Exit(1)
 	}
+}
+
+// sink keeps burn's work from being optimized away.
+var sink uint64
+
+// burn spends d of this thread's CPU time (not wall time: on a loaded
+// machine the handler still costs the same CPU per request).
+func burn(d time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPU()
+	x := sink | 1
+	for threadCPU()-start < d {
+		for range 200 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+	}
+	sink = x
 }

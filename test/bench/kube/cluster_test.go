@@ -28,6 +28,7 @@ import (
 //     the clients (nsenter -t ClientPID -n).
 type cluster struct {
 	ServerPod string
+	ServerCID string // the serving pod's container (its processes' CPU)
 	ServerIP  string
 	ServiceIP string
 	ClientPID int
@@ -99,6 +100,9 @@ func createCluster() (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{ServerPod: server.Name, ServerIP: server.Status.PodIP, ServiceIP: svc.Spec.ClusterIP}
+	if c.ServerCID, err = serverCID(server.Name); err != nil {
+		return nil, fmt.Errorf("the benchsrv pod's container: %w", err)
+	}
 	if c.ClientPID, err = cri.FindPID("/proc", clientPod.Status.ContainerStatuses[0].ContainerID); err != nil {
 		return nil, fmt.Errorf("the benchclient pod's process on this node: %w (the benchmarks need a single-node cluster on this machine)", err)
 	}

@@ -2,170 +2,14 @@ package kube
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tether-dev/tether/test/bench/report"
 )
-
-// load is what one state of the target's port (no agent, N sessions)
-// measures, from inside the cluster (the benchclient pod's netns) to the
-// serving pod's IP.
-type load struct {
-	unmatched, stolen []float64 // sequential GETs, µs
-	wrkRPS            []float64 // per run
-	wrkP50, wrkP99    []float64 // per run, µs
-	h2RPS             []float64 // per run
-	h2Lat             []float64 // every request of every run, µs
-	cmdLat, cmdStolen string
-	cmdWrk, cmdH2     string
-	// errors reported by the load generators (timeouts under load...)
-	errors []string
-}
-
-const (
-	loadRuns    = 3
-	loadSeconds = 4
-	loadConns   = 8
-)
-
-// measure runs the sequential clients and the load generators once more
-// for this state; header is the stolen request's (and who should answer).
-func (l *load) measure(t *testing.T, c *cluster, header, who string) {
-	t.Helper()
-	url := "http://" + c.ServerIP + ":8080/small"
-	file := filepath.Join(binDir, "incoming-lat.txt")
-	for range 2 {
-		argv := c.inCluster(clientBin, "lat", "-n", "1000", "-warmup", "100", "-expect", "pod", "-o", file, url)
-		mustRun(t, 5*time.Minute, nil, argv...)
-		l.unmatched = append(l.unmatched, readSamples(t, file)...)
-		l.cmdLat = cmdline(argv)
-		argv = c.inCluster(clientBin, "lat", "-n", "1000", "-warmup", "100", "-H", header, "-expect", who, "-o", file, url)
-		mustRun(t, 5*time.Minute, nil, argv...)
-		l.stolen = append(l.stolen, readSamples(t, file)...)
-		l.cmdStolen = cmdline(argv)
-	}
-	for range loadRuns {
-		argv := c.inCluster("wrk", "-t1", "-c"+strconv.Itoa(loadConns), "-d"+strconv.Itoa(loadSeconds)+"s", "--latency", url)
-		out, _ := mustRun(t, time.Minute, nil, argv...)
-		rps, p50, p99, errs := parseWrk(t, out)
-		l.wrkRPS, l.wrkP50, l.wrkP99 = append(l.wrkRPS, rps), append(l.wrkP50, p50), append(l.wrkP99, p99)
-		if errs != "" {
-			l.errors = append(l.errors, "wrk: "+errs)
-		}
-		l.cmdWrk = cmdline(argv)
-
-		log := filepath.Join(binDir, "h2load.log")
-		argv = c.inCluster("h2load", "-t1", "-c"+strconv.Itoa(loadConns), "-m4", "-D", strconv.Itoa(loadSeconds), "--log-file="+log, url)
-		out, _ = mustRun(t, time.Minute, nil, argv...)
-		rps, errs = parseH2load(t, out)
-		l.h2RPS = append(l.h2RPS, rps)
-		l.h2Lat = append(l.h2Lat, readH2log(t, log)...)
-		if errs != "" {
-			l.errors = append(l.errors, "h2load: "+errs)
-		}
-		l.cmdH2 = cmdline(argv)
-	}
-}
-
-// parseWrk reads requests/s and the 50% and 99% latencies (µs) of
-// `wrk --latency`, and its error lines (socket errors, non-2xx answers).
-func parseWrk(t *testing.T, out string) (rps, p50, p99 float64, errs string) {
-	t.Helper()
-	var bad []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) == 2 && f[0] == "Requests/sec:":
-			rps, _ = strconv.ParseFloat(f[1], 64)
-		case len(f) == 2 && f[0] == "50%":
-			p50 = wrkDuration(t, f[1])
-		case len(f) == 2 && f[0] == "99%":
-			p99 = wrkDuration(t, f[1])
-		case strings.HasPrefix(strings.TrimSpace(line), "Socket errors") || strings.HasPrefix(strings.TrimSpace(line), "Non-2xx"):
-			bad = append(bad, strings.TrimSpace(line))
-		}
-	}
-	if rps == 0 || p50 == 0 || p99 == 0 {
-		t.Fatalf("cannot read wrk's output:\n%s", out)
-	}
-	return rps, p50, p99, strings.Join(bad, "; ")
-}
-
-// wrkDuration parses wrk's "196.00us", "1.20ms", "2.00s" as µs.
-func wrkDuration(t *testing.T, s string) float64 {
-	t.Helper()
-	for _, u := range []struct {
-		suffix string
-		us     float64
-	}{{"us", 1}, {"ms", 1e3}, {"s", 1e6}, {"m", 60e6}} {
-		if v, ok := strings.CutSuffix(s, u.suffix); ok {
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("wrk duration %q: %v", s, err)
-			}
-			return x * u.us
-		}
-	}
-	t.Fatalf("wrk duration %q: unknown unit", s)
-	return 0
-}
-
-// parseH2load reads req/s from h2load's output, and its request counts
-// when some failed.
-func parseH2load(t *testing.T, out string) (rps float64, errs string) {
-	t.Helper()
-	for _, line := range strings.Split(out, "\n") {
-		if rest, found := strings.CutPrefix(line, "finished in "); found {
-			// finished in 4.00s, 31234.50 req/s, 1.23MB/s
-			if f := strings.Split(rest, ", "); len(f) > 1 {
-				rps, _ = strconv.ParseFloat(strings.TrimSuffix(f[1], " req/s"), 64)
-			}
-		}
-		if strings.HasPrefix(line, "requests: ") && !strings.Contains(line, " 0 failed, 0 errored, 0 timeout") {
-			errs = line
-		}
-	}
-	if rps == 0 {
-		t.Fatalf("h2load failed or cannot read its output:\n%s", out)
-	}
-	return rps, errs
-}
-
-// readH2log reads the request times (µs, third column) of h2load's
-// --log-file.
-func readH2log(t *testing.T, file string) []float64 {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("h2load log: %v", err)
-	}
-	var out []float64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) < 3 {
-			continue
-		}
-		if f[1] != "200" {
-			continue // counted in h2load's summary (errs)
-		}
-		us, err := strconv.ParseFloat(f[2], 64)
-		if err != nil {
-			t.Fatalf("h2load log line %q: %v", line, err)
-		}
-		out = append(out, us)
-	}
-	if len(out) == 0 {
-		t.Fatalf("h2load log %s is empty", file)
-	}
-	return out
-}
 
 // session is one developer's `tether exec` stealing requests with
 // "x-tether-user: devN" from the target's port 8080 to a local benchserver.
@@ -264,7 +108,7 @@ func TestIncoming(t *testing.T) {
 	pfProc.stop(t)
 
 	base := &load{}
-	base.measure(t, c, header+"dev0", "pod")
+	base.measure(t, c, header+"dev0", "pod", nil)
 
 	var sessions []*session
 	loads := map[int]*load{}
@@ -284,7 +128,7 @@ func TestIncoming(t *testing.T) {
 		}
 		l := &load{}
 		last := fmt.Sprintf("dev%d", n-1)
-		l.measure(t, c, header+last, last)
+		l.measure(t, c, header+last, last, sessions)
 		loads[n] = l
 		if n == 100 {
 			agent100After, _ = agentRSS(t)
@@ -292,7 +136,7 @@ func TestIncoming(t *testing.T) {
 	}
 	stopSessions(t, sessions)
 	waitNoAgent(t, false)
-	base.measure(t, c, header+"dev0", "pod")
+	base.measure(t, c, header+"dev0", "pod", nil)
 
 	noAgent := "no agent"
 	var steal, pass []report.Row
@@ -315,9 +159,16 @@ func TestIncoming(t *testing.T) {
 			}
 		}
 		steal = append(steal, stolenRow("p50"), stolenRow("p99"))
-		var target *report.Target
+		// Issue 16's targets: for 1 and 100 sessions.
+		goal := func(of, op string, limit float64) *report.Target {
+			if n == 10 {
+				return nil
+			}
+			return &report.Target{Of: of, Op: op, Limit: limit}
+		}
+		var p50Goal, p99Goal *report.Target
 		if n == 100 {
-			target = &report.Target{Of: "added", Op: "<=", Limit: 100}
+			p50Goal, p99Goal = goal("added", "<=", 50), goal("ratio", "<=", 2)
 		}
 		unmatched := func(stat string, tg *report.Target, summary bool) report.Row {
 			return report.Row{
@@ -328,12 +179,20 @@ func TestIncoming(t *testing.T) {
 			}
 		}
 		pass = append(pass,
-			unmatched("p50", target, true),
-			unmatched("p99", nil, n == 100),
+			unmatched("p50", p50Goal, true),
+			unmatched("p99", p99Goal, n == 100),
 			report.Row{
 				Name: "wrk HTTP/1.1 requests/s, " + who, Stat: "median", Unit: "req/s", HigherIsBetter: true,
-				Baseline: report.Runs(noAgent, base.cmdWrk, base.wrkRPS), Tether: report.Runs("passed through", l.cmdWrk, l.wrkRPS), Summary: true,
+				Baseline: report.Runs(noAgent, base.cmdWrk, base.wrkRPS), Tether: report.Runs("passed through", l.cmdWrk, l.wrkRPS),
+				Target: goal("ratio", ">=", 0.5), Summary: true,
 			},
+			cpuRow("wrk HTTP/1.1 CPU per request (app + agent + CLIs), "+who, base.cmdWrk, base.wrkCPU, l.wrkCPU, n != 10),
+			report.Row{
+				Name: fmt.Sprintf("wrk HTTP/1.1 requests/s, a handler burning %d µs CPU, %s", burnMicros, who), Stat: "median", Unit: "req/s", HigherIsBetter: true,
+				Baseline: report.Runs(noAgent, base.cmdBurn, base.burnRPS), Tether: report.Runs("passed through", l.cmdBurn, l.burnRPS),
+				Target: goal("ratio", ">=", 0.9), Summary: true,
+			},
+			cpuRow(fmt.Sprintf("wrk on a %d µs handler, CPU per request (app + agent + CLIs), %s", burnMicros, who), base.cmdBurn, base.burnCPU, l.burnCPU, false),
 			report.Row{
 				Name: "wrk latency under load, " + who, Stat: "median p50", Unit: "µs",
 				Baseline: report.Runs(noAgent, base.cmdWrk, base.wrkP50), Tether: report.Runs("passed through", l.cmdWrk, l.wrkP50),
@@ -344,7 +203,8 @@ func TestIncoming(t *testing.T) {
 			},
 			report.Row{
 				Name: "h2load h2c requests/s, " + who, Stat: "median", Unit: "req/s", HigherIsBetter: true,
-				Baseline: report.Runs(noAgent, base.cmdH2, base.h2RPS), Tether: report.Runs("passed through", l.cmdH2, l.h2RPS), Summary: true,
+				Baseline: report.Runs(noAgent, base.cmdH2, base.h2RPS), Tether: report.Runs("passed through", l.cmdH2, l.h2RPS),
+				Target: goal("ratio", ">=", 0.5), Summary: true,
 			},
 			report.Row{
 				Name: "h2load latency under load, " + who, Stat: "p50", Unit: "µs",
@@ -385,7 +245,9 @@ func TestIncoming(t *testing.T) {
 		Notes: append([]string{
 			where + "; the requests match no filter;",
 			"no agent: measured before the sessions start and after they end (pooled);",
-			fmt.Sprintf("sequential: 2 x 1000 GETs on one keep-alive connection; load: %d runs of %d s each of wrk (1 thread, %d connections) and h2load (1 thread, %d connections x 4 streams)", loadRuns, loadSeconds, loadConns, loadConns),
+			fmt.Sprintf("sequential: 2 x 1000 GETs on one keep-alive connection; load: %d runs of %d s each of wrk (1 thread, %d connections) on /small and on /burn?us=%d (the app burns %d µs of CPU per request), and h2load (1 thread, %d connections x 4 streams)", loadRuns, loadSeconds, loadConns, burnMicros, burnMicros, loadConns),
+			"CPU per request: user+system time of the app's, the agent's and the sessions' tether processes during each wrk run, over the requests it made; the baseline is the app's alone (no agent);",
+			cpuNote(base, loads),
 			"the machine has 2 cores shared by the load generator, the server, the agent, the cluster and the sessions: req/s ratios are the figure to read",
 		}, loadErrors...),
 		Rows: pass,

@@ -1,6 +1,9 @@
 package kube
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // The parsers of the load generators' output (no cluster needed).
 
@@ -33,5 +36,23 @@ status codes: 82149 2xx, 0 3xx, 0 4xx, 0 5xx
 `
 	if rps, errs := parseH2load(t, out); rps != 20537.25 || errs != "" {
 		t.Errorf("got %v %q", rps, errs)
+	}
+}
+
+func TestMirrorLeftOut(t *testing.T) {
+	msg := func(n, total int) string {
+		return fmt.Sprintf("tether: mirror: %d requests to port 8080 were not copied to you in the last 2s (%d since you subscribed): your side did not keep up\n", n, total)
+	}
+	for _, tc := range []struct {
+		stderr string
+		want   int
+	}{
+		{"", 0},
+		{msg(5, 5), 5},
+		{msg(5, 5) + "other\n" + msg(7, 12), 12},
+	} {
+		if got := mirrorLeftOut(tc.stderr); got != tc.want {
+			t.Errorf("mirrorLeftOut(%q) = %d, want %d", tc.stderr, got, tc.want)
+		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // order is the order of the scenarios in the table: the issue's.
-var order = []string{"startup", "startup-replicas", "outgoing", "incoming-steal", "passthrough", "syscalls", "resources", "operator", "queues-cluster", "queues", "dataplane", "incoming"}
+var order = []string{"startup", "startup-replicas", "outgoing", "incoming-steal", "passthrough", "mirror", "syscalls", "resources", "operator", "queues-cluster", "queues", "dataplane", "incoming"}
 
 func main() {
 	dir := flag.String("dir", "bench/results", "results directory")
