@@ -20,6 +20,11 @@ type Filter struct {
 	re    *regexp.Regexp // header, path, method
 	src   string
 	parts []*Filter // all_of, any_of
+	// header, for a header filter that only lines of one header can
+	// match (its regex starts ^Name:): that header's canonical name. Only
+	// its values are tried: a request without it costs a map lookup, not
+	// a regex per header line (a port may have a hundred sessions).
+	header string
 }
 
 type kind int
@@ -107,7 +112,11 @@ func leaf(key string, k kind, expr string) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: bad regex %q: %w", key, src, err)
 	}
-	return &Filter{kind: k, re: re, src: src}, nil
+	f := &Filter{kind: k, re: re, src: src}
+	if k == kindHeader {
+		f.header = headerOf(expr)
+	}
+	return f, nil
 }
 
 // String renders the filter for messages.
@@ -142,9 +151,10 @@ type Request struct {
 	Path   string // path, and path?query is tried too
 	Query  string
 	Header http.Header
-	// lines are Header as "Name: value" lines, made once per request (not
-	// once per filter: a port may have a hundred sessions' filters).
-	lines []string
+	// lines are Header as "Name: value" lines, made at most once per
+	// request (not once per filter: a port may have a hundred sessions'
+	// filters), and only if a filter needs them.
+	lines *lines
 }
 
 // FromHTTP adapts an *http.Request.
@@ -156,7 +166,24 @@ func FromHTTP(r *http.Request) Request {
 // lines are made once here, not once per filter. path is decoded (as
 // net/http's URL.Path), query raw.
 func NewRequest(method, path, query string, h http.Header) Request {
-	return Request{Method: method, Path: path, Query: query, Header: h, lines: headerLines(h)}
+	return Request{Method: method, Path: path, Query: query, Header: h, lines: &lines{}}
+}
+
+// lines caches a request's header lines.
+type lines struct {
+	made bool
+	l    []string
+}
+
+// headerLines are r's header lines, made once.
+func (r *Request) headerLines() []string {
+	if r.lines == nil {
+		r.lines = &lines{}
+	}
+	if !r.lines.made {
+		r.lines.l, r.lines.made = headerLines(r.Header), true
+	}
+	return r.lines.l
 }
 
 func headerLines(h http.Header) []string {
@@ -179,12 +206,20 @@ func (f *Filter) Match(r Request) bool {
 	if f == nil {
 		return false
 	}
-	if r.lines == nil && f.kind != kindPath && f.kind != kindMethod {
-		r.lines = headerLines(r.Header) // once, for all the parts too
+	if r.lines == nil && needsLines(f) {
+		r.lines = &lines{} // once, for all the parts too
 	}
 	switch f.kind {
 	case kindHeader:
-		for _, l := range r.lines {
+		if f.header != "" {
+			for _, v := range r.Header[f.header] {
+				if f.re.MatchString(f.header + ": " + v) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, l := range r.headerLines() {
 			if f.re.MatchString(l) {
 				return true
 			}
