@@ -182,6 +182,22 @@ func run(timeout time.Duration, env []string, argv ...string) (string, time.Dura
 	return out.String(), d, nil
 }
 
+// mustRunCPU is mustRun that also returns the CPU time (user+system) of
+// the command and of the children it waited for.
+func mustRunCPU(t *testing.T, timeout time.Duration, env []string, argv ...string) (string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(argv, " "), err, out.String(), errb.String())
+	}
+	return out.String(), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
 // mustRun is run that fails t.
 func mustRun(t *testing.T, timeout time.Duration, env []string, argv ...string) (string, time.Duration) {
 	t.Helper()
