@@ -335,12 +335,25 @@ func (in *incoming) accept(ln net.Listener) {
 
 // snapshot returns the port's subscriptions in subscription order, leaving
 // out sessions that are disconnected (waiting to resume): their traffic
-// goes to the app meanwhile.
+// goes to the app meanwhile. The slice is shared (in.ports is copied on
+// write, or appended to): callers must not change it. It is taken for
+// every request passed through: no copy unless a session is detached.
 func (in *incoming) snapshot(port uint16) []*subscription {
 	in.mu.Lock()
-	subs := slices.Clone(in.ports[port])
+	subs := in.ports[port]
 	in.mu.Unlock()
-	return slices.DeleteFunc(subs, func(s *subscription) bool { return !s.sess.attached() })
+	for i, s := range subs {
+		if !s.sess.attached() {
+			kept := slices.Clone(subs[:i])
+			for _, s := range subs[i+1:] {
+				if s.sess.attached() {
+					kept = append(kept, s)
+				}
+			}
+			return kept
+		}
+	}
+	return subs
 }
 
 // handle routes one redirected connection.
