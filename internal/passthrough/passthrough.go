@@ -259,14 +259,25 @@ func (c *Conn) send(req *httpframe.Request, clientR *bufio.Reader, app net.Conn,
 			return false, fmt.Errorf("the app's answer: %w", err)
 		}
 		closing := !resp.Interim && c.Closing != nil && c.Closing()
-		if err := copyHead(client, appR, resp, closing); err != nil {
-			return false, err
+		if n, ok := wholeAnswer(appR, resp); ok && !closing {
+			// A small answer already all read (the common case): one
+			// write, one segment, one wakeup of the client.
+			if err := copyN(client, appR, nil, n); err != nil {
+				return false, err
+			}
+		} else {
+			if err := copyHead(client, appR, resp, closing); err != nil {
+				return false, err
+			}
+			if resp.Interim {
+				continue // the final answer follows
+			}
+			if err := copyResponseBody(client, appR, app, resp); err != nil {
+				return false, err
+			}
 		}
 		if resp.Interim {
-			continue // the final answer follows
-		}
-		if err := copyResponseBody(client, appR, app, resp); err != nil {
-			return false, err
+			continue
 		}
 		// The request's body must be all sent for the next request to
 		// start where it ends.
@@ -289,6 +300,20 @@ func buffered(r *bufio.Reader, req *httpframe.Request) (int64, bool) {
 		return 0, false
 	}
 	return n, !req.ExpectContinue && n <= int64(r.Buffered())
+}
+
+// wholeAnswer reports whether the whole answer (head and body of a known
+// length, or an interim answer's head) is in r, and its length.
+func wholeAnswer(r *bufio.Reader, resp *httpframe.Response) (int64, bool) {
+	n := int64(resp.HeadLen)
+	switch resp.Body {
+	case httpframe.NoBody:
+	case httpframe.Length:
+		n += resp.ContentLength
+	default:
+		return 0, false
+	}
+	return n, n <= int64(r.Buffered())
 }
 
 // copyHead copies an answer's head; closing adds Connection: close to it

@@ -462,3 +462,44 @@ func TestCopy(t *testing.T) {
 		}
 	}
 }
+
+// countingConn counts the writes to a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// TestOneWritePerAnswer: a small answer the app wrote at once reaches the
+// client in one write (one segment, one wakeup), not its head and body
+// apart.
+func TestOneWritePerAnswer(t *testing.T) {
+	var writes atomic.Int32
+	r := newRig(t, func(c *Conn) { c.Client = countingConn{Conn: c.Client, writes: &writes} })
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	const n = 20
+	for i := range n {
+		fmt.Fprintf(conn, "GET /a%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("app GET /a%d", i); string(b) != want {
+			t.Fatalf("answer %q, want %q", b, want)
+		}
+	}
+	if got := writes.Load(); got != n {
+		t.Errorf("%d writes to the client for %d answers, want one each", got, n)
+	}
+}

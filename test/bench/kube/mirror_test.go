@@ -25,7 +25,7 @@ func TestMirror(t *testing.T) {
 	base.throughput(t, c, nil, false)
 
 	const port = "20999"
-	cfg := writeConfig(t, "session-mirror", "2s", "incoming:\n  mode: mirror\n  port_mapping: [["+port+", 8080]]\n")
+	cfg := writeConfig(t, "session-mirror", "2s", "incoming:\n  mode: mirror\n  loopback: true\n  port_mapping: [["+port+", 8080]]\n")
 	p := start(t, binDir, tetherExec(cfg, "plain", serverBin, "-listen", "127.0.0.1:"+port, "-who", "mirror")...)
 	p.wait(t, "traffic to the target's port 8080 is mirrored", 3*time.Minute)
 	ss := []*session{{p: p, user: "mirror"}}

@@ -43,6 +43,9 @@ func outgoingPaths(c *cluster, cfg, cfgDirect, pfPort string) []clientPath {
 func TestOutgoing(t *testing.T) {
 	benchEnabled(t)
 	c := benchCluster(t)
+	// A node's agent left by an earlier benchmark listens on loopback
+	// only: the direct session needs one of its own.
+	waitNoAgent(t, false)
 	cfg := writeConfig(t, "outgoing", "2s", "")
 	// The node's agent is shared: held by a direct session, it listens on
 	// its pod IP (TLS) as well as on loopback (port-forwards).
