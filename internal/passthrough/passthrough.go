@@ -291,25 +291,24 @@ func (c *Conn) send(req *httpframe.Request, clientR *bufio.Reader, app net.Conn,
 // buffered reports whether the whole request (head and body) is in r,
 // and its length.
 func buffered(r *bufio.Reader, req *httpframe.Request) (int64, bool) {
-	n := int64(req.HeadLen)
-	switch req.Body {
-	case httpframe.NoBody:
-	case httpframe.Length:
-		n += req.ContentLength
-	default:
-		return 0, false
-	}
-	return n, !req.ExpectContinue && n <= int64(r.Buffered())
+	n, ok := whole(r, req.HeadLen, req.Body, req.ContentLength)
+	return n, ok && !req.ExpectContinue
 }
 
 // wholeAnswer reports whether the whole answer (head and body of a known
 // length, or an interim answer's head) is in r, and its length.
 func wholeAnswer(r *bufio.Reader, resp *httpframe.Response) (int64, bool) {
-	n := int64(resp.HeadLen)
-	switch resp.Body {
+	return whole(r, resp.HeadLen, resp.Body, resp.ContentLength)
+}
+
+// whole reports whether a message of a head and a body of known length
+// (none, or Content-Length) is all in r, and its length.
+func whole(r *bufio.Reader, headLen int, body httpframe.BodyKind, contentLength int64) (int64, bool) {
+	n := int64(headLen)
+	switch body {
 	case httpframe.NoBody:
 	case httpframe.Length:
-		n += resp.ContentLength
+		n += contentLength
 	default:
 		return 0, false
 	}
