@@ -112,6 +112,19 @@ func newRig(t *testing.T, opts ...func(*Conn)) *rig {
 	return r
 }
 
+// dial connects a client to the rig, with a deadline; closed at the end
+// of the test.
+func (r *rig) dial(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
+}
+
 func listen(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -233,12 +246,7 @@ func TestUntilCloseAndPipelining(t *testing.T) {
 	if _, body := get(t, c, "GET", "http://"+r.addr+"/untilclose", "", nil); body != "until the end" {
 		t.Errorf("an answer until close: %q", body)
 	}
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(conn)
 	for _, want := range []string{"app GET /a", "app 3 ", "app GET /c"} {
@@ -255,12 +263,7 @@ func TestUntilCloseAndPipelining(t *testing.T) {
 
 func TestUpgrade(t *testing.T) {
 	r := newRig(t)
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	// The client's first bytes of the new protocol come with the request.
 	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello\n")
 	br := bufio.NewReader(conn)
@@ -282,11 +285,7 @@ func TestSmuggling(t *testing.T) {
 		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
 		"GET / HTTP/1.1\nTransfer-Encoding: chunked\r\n\r\n",
 	} {
-		conn, err := net.Dial("tcp", r.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn := r.dial(t)
 		io.WriteString(conn, raw)
 		b, _ := io.ReadAll(conn)
 		conn.Close()
@@ -321,12 +320,7 @@ func TestPrefixAndClosing(t *testing.T) {
 		c.Prefix = []byte("GET /pre")
 		c.Closing = closing.Load
 	})
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	br := bufio.NewReader(conn)
 	io.WriteString(conn, "fix HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -367,12 +361,7 @@ func TestResetWhenAppGone(t *testing.T) {
 			client.Close()
 		}
 	})
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	b, err := io.ReadAll(conn)
 	if len(b) != 0 || !errors.Is(err, syscall.ECONNRESET) {
@@ -417,12 +406,7 @@ func TestCopy(t *testing.T) {
 			return rec
 		}
 	})
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	big := strings.Repeat("x", 200<<10) // past the buffer, and spliceMin
 	reqs := []string{
 		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -480,12 +464,7 @@ func (c countingConn) Write(b []byte) (int, error) {
 func TestOneWritePerAnswer(t *testing.T) {
 	var writes atomic.Int32
 	r := newRig(t, func(c *Conn) { c.Client = countingConn{Conn: c.Client, writes: &writes} })
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := r.dial(t)
 	br := bufio.NewReader(conn)
 	const n = 20
 	for i := range n {
