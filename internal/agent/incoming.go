@@ -19,6 +19,7 @@ import (
 	"github.com/tether-dev/tether/internal/netfilter"
 	"github.com/tether-dev/tether/internal/passthrough"
 	"github.com/tether-dev/tether/internal/protocol"
+	"github.com/tether-dev/tether/internal/sniff"
 	"github.com/tether-dev/tether/internal/splice"
 )
 
@@ -34,14 +35,20 @@ type incoming struct {
 	srv *Server
 	log *slog.Logger
 
-	mu     sync.Mutex
-	seq    uint64
-	ports  map[uint16][]*subscription
-	redir  netfilter.Redirector
-	ln     net.Listener
-	lnPort uint16
-	http   *httpRouter
-	warned map[[2]uint64]bool // (earlier, later) subscription pairs told about a runtime overlap
+	mu    sync.Mutex
+	seq   uint64
+	ports map[uint16][]*subscription
+	redir netfilter.Redirector
+	// redirected: the ports whose redirect rule is in place (see route).
+	redirected map[uint16]bool
+	// sniffer follows the mirrored ports no one steals (see route);
+	// sniffErr: it could not be opened.
+	sniffer  *sniff.Sniffer
+	sniffErr error
+	ln       net.Listener
+	lnPort   uint16
+	http     *httpRouter
+	warned   map[[2]uint64]bool // (earlier, later) subscription pairs told about a runtime overlap
 	// transparent: passthrough connections keep the client's address.
 	transparent bool
 	// takeovers: ports whose connections opened before their rule are
@@ -77,7 +84,7 @@ func (s *subscription) filteredSteal() bool   { return s.mode == protocol.ModeSt
 
 func newIncoming(srv *Server) *incoming {
 	return &incoming{srv: srv, log: srv.Log, ports: map[uint16][]*subscription{}, warned: map[[2]uint64]bool{},
-		takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}, held: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
+		redirected: map[uint16]bool{}, takeovers: map[uint16]bool{}, spliced: map[*net.TCPConn]struct{}{}, held: map[*net.TCPConn]struct{}{}, heldFrom: map[netip.AddrPort]int{}}
 }
 
 // subscribe adds a subscription for ss, installing the port's redirect rule
@@ -126,12 +133,18 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	if err := in.ensureListener(); err != nil {
 		return protocol.ErrorResponse(err)
 	}
-	if len(in.ports[req.Port]) == 0 {
-		if err := in.redir.Redirect(req.Port, in.lnPort); err != nil {
-			return protocol.ErrorResponse(fmt.Errorf("redirecting port %d: %w", req.Port, err))
+	in.ports[req.Port] = append(slices.Clone(in.ports[req.Port]), sub)
+	if err := in.route(req.Port); err != nil {
+		in.ports[req.Port] = slices.DeleteFunc(slices.Clone(in.ports[req.Port]), func(s *subscription) bool { return s == sub })
+		if len(in.ports[req.Port]) == 0 {
+			delete(in.ports, req.Port)
 		}
+		in.route(req.Port)
+		return protocol.ErrorResponse(fmt.Errorf("redirecting port %d: %w", req.Port, err))
 	}
-	in.closeTable = false
+	if len(in.redirected) > 0 {
+		in.closeTable = false
+	}
 	if mode == protocol.ModeSteal && !in.takeovers[req.Port] && in.srv.Target.NetNS() != "" {
 		// Keep-alive connections opened before the rule would never see
 		// it: close each when it is quiet, so its client reconnects
@@ -141,7 +154,6 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	}
 	in.seq++
 	sub.id = in.seq
-	in.ports[req.Port] = append(in.ports[req.Port], sub)
 	in.log.Info("subscribed", "session", ss.id, "port", req.Port, "mode", mode, "filter", sub.filter.String())
 	return protocol.Response{Warnings: warnings}
 }
@@ -160,18 +172,19 @@ func (in *incoming) unsubscribe(ss *session, port uint16) {
 		}
 		if len(kept) == 0 {
 			delete(in.ports, p)
-			if in.redir != nil {
-				if err := in.redir.Unredirect(p); err != nil {
-					in.log.Warn("removing redirect rule", "port", p, "err", err)
-				}
-			}
 		} else {
 			in.ports[p] = kept
 		}
+		if err := in.route(p); err != nil {
+			in.log.Warn("redirecting a port", "port", p, "err", err)
+		}
 		in.log.Info("unsubscribed", "session", ss.id, "port", p)
 	}
-	if len(in.ports) == 0 && in.redir != nil {
-		// The last subscription is gone: remove the table entirely, once
+	if len(in.ports) == 0 {
+		in.closeCapture()
+	}
+	if len(in.redirected) == 0 && in.redir != nil {
+		// No port is redirected any more: remove the table entirely, once
 		// no connection passed through to the app needs its reply routing.
 		in.closeTable = true
 		in.maybeCloseTable()
@@ -181,7 +194,7 @@ func (in *incoming) unsubscribe(ss *session, port uint16) {
 // maybeCloseTable removes the redirect table when asked to and no
 // connection to the app is left. Called with in.mu held.
 func (in *incoming) maybeCloseTable() {
-	if in.closeTable && len(in.held) == 0 && len(in.ports) == 0 {
+	if in.closeTable && len(in.held) == 0 && len(in.redirected) == 0 {
 		in.closeTable = false
 		in.removeRules()
 	}
@@ -220,12 +233,14 @@ func (in *incoming) stopRedirects() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.redir != nil {
-		for p := range in.ports {
+		for p := range in.redirected {
 			if err := in.redir.Unredirect(p); err != nil {
 				in.log.Warn("removing redirect rule", "port", p, "err", err)
 			}
 		}
 	}
+	in.redirected = map[uint16]bool{}
+	in.closeCapture()
 	in.ports = map[uint16][]*subscription{}
 }
 
@@ -238,6 +253,7 @@ func (in *incoming) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.ports = map[uint16][]*subscription{}
+	in.closeCapture()
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil
@@ -260,6 +276,7 @@ func (in *incoming) holding() int {
 
 // removeRules deletes the redirect table. Called with in.mu held.
 func (in *incoming) removeRules() {
+	in.redirected = map[uint16]bool{}
 	if in.redir != nil {
 		if err := in.redir.Close(); err != nil {
 			in.log.Warn("removing redirect table", "err", err)
@@ -276,6 +293,7 @@ func (in *incoming) abort() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.log.Info("resetting the redirected connections and removing the redirect rules")
+	in.closeCapture()
 	if in.ln != nil {
 		in.ln.Close()
 		in.ln = nil

@@ -135,6 +135,15 @@ func (m *mirrorSink) cut() {
 	}
 }
 
+// lose ends the copy of a connection whose bytes were not all captured:
+// counted as left out.
+func (m *mirrorSink) lose() {
+	if !m.dead {
+		m.sub.mirrorDropped(m.in)
+	}
+	m.close()
+}
+
 // close ends the copy with the connection.
 func (m *mirrorSink) close() {
 	if m.out != nil {
@@ -300,13 +309,20 @@ func (t *teeConn) Read(b []byte) (int, error) {
 			s.send(b[:n])
 		}
 	}
-	if err != nil {
+	if err != nil && !isTimeout(err) {
+		// A deadline (the router's HTTP server sets them to stop its
+		// background reads) does not end the connection.
 		for _, s := range t.sinks {
 			s.close()
 		}
 	}
 	t.mu.Unlock()
 	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // WriteTo hides the embedded TCPConn's WriteTo (splice), which would read

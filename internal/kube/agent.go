@@ -231,8 +231,8 @@ func isLoopbackHost(host string) bool {
 
 // agentCapabilities are all the agent needs: enter namespaces (SYS_ADMIN),
 // read the target's /proc entries (SYS_PTRACE), redirect rules and socket
-// marks (NET_ADMIN).
-var agentCapabilities = []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
+// marks (NET_ADMIN), capture a mirrored port's packets (NET_RAW).
+var agentCapabilities = []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}
 
 // jobPod is the pod template of a Job agent.
 func jobPod(t *Resolved, o AgentOptions, name string) corev1.PodSpec {
@@ -602,7 +602,7 @@ type PodSecurityError struct {
 }
 
 func (e *PodSecurityError) Error() string {
-	return fmt.Sprintf("Pod Security Admission in namespace %s refuses the agent pod (it needs hostPID and the NET_ADMIN, SYS_ADMIN and SYS_PTRACE capabilities): %s. Try --ephemeral (an ephemeral container in the target pod), or ask for the namespace label pod-security.kubernetes.io/enforce=privileged", e.Namespace, e.Message)
+	return fmt.Sprintf("Pod Security Admission in namespace %s refuses the agent pod (it needs hostPID and the NET_ADMIN, NET_RAW, SYS_ADMIN and SYS_PTRACE capabilities): %s. Try --ephemeral (an ephemeral container in the target pod), or ask for the namespace label pod-security.kubernetes.io/enforce=privileged", e.Namespace, e.Message)
 }
 
 func admissionText(msg, ns string) error {

@@ -77,7 +77,7 @@ func (m *AgentManager) tryEphemeral(ctx context.Context, t *Resolved, o AgentOpt
 			Env:  []corev1.EnvVar{{Name: TokenEnv, Value: token}},
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser:    ptr.To[int64](0),
-				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_PTRACE"}},
+				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_PTRACE"}},
 			},
 		},
 		TargetContainerName: t.Container,
@@ -89,7 +89,7 @@ func (m *AgentManager) tryEphemeral(ctx context.Context, t *Resolved, o AgentOpt
 		// Baseline namespaces refuse added capabilities: run without them.
 		// Files, environment, DNS and outgoing traffic still work; incoming
 		// needs NET_ADMIN.
-		m.say("Pod Security Admission refuses NET_ADMIN/SYS_PTRACE in namespace %s: starting the agent without them (no incoming traffic)", ns)
+		m.say("Pod Security Admission refuses NET_ADMIN/NET_RAW/SYS_PTRACE in namespace %s: starting the agent without them (no incoming traffic)", ns)
 		updated.Spec.EphemeralContainers[len(updated.Spec.EphemeralContainers)-1].SecurityContext.Capabilities = nil
 		_, err = m.Client.CoreV1().Pods(ns).UpdateEphemeralContainers(ctx, pod.Name, updated, metav1.UpdateOptions{})
 	}

@@ -187,7 +187,7 @@ func checkAgentSecurity(t *testing.T, ns string, a *corev1.Pod, secret string) {
 	c := a.Spec.Containers[0]
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
-		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}) {
+		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}) {
 		t.Errorf("agent capabilities %+v, want drop ALL, add NET_ADMIN SYS_ADMIN SYS_PTRACE", sc)
 	}
 	if sc != nil && (sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation) {

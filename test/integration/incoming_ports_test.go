@@ -37,6 +37,7 @@ const (
 	portLoopbackOptIn                                         // 18106
 	portTakeover                                              // 18107
 	portAgentStop                                             // 18108
+	portMirrorSteal                                           // 18109
 )
 
 // portNonHTTP is a pod port with the raw TCP echo (not HTTP).
@@ -52,4 +53,5 @@ const (
 	localMapping
 	localListenPorts
 	localFilterHeaderCarol
+	localMirrorStealBob
 )

@@ -112,6 +112,19 @@ func (f *inFixture) wantTetherTable(t *testing.T) {
 	}
 }
 
+// wantNoRedirect fails t if the pod's netns has a tether table: the
+// agent redirects nothing.
+func (f *inFixture) wantNoRedirect(t *testing.T) {
+	t.Helper()
+	tables, err := f.env.Pod.TetherTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) > 0 {
+		t.Errorf("nft tables %q in the pod's netns while the port is only mirrored: the app's connections should not be redirected\n%s", tables, f.env.Pod.Ruleset())
+	}
+}
+
 // route is one request and who must answer it.
 type route struct {
 	method, path, user string
@@ -217,7 +230,9 @@ func TestIncomingMirror(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mirroring never started: %v", err)
 	}
-	f.wantTetherTable(t)
+	// Mirroring alone changes nothing on the app's path: the agent
+	// captures the port's packets, no rule redirects them.
+	f.wantNoRedirect(t)
 
 	var routes []route
 	for i := range 5 {
