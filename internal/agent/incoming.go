@@ -109,7 +109,7 @@ func (in *incoming) subscribe(ss *session, req protocol.Request) protocol.Respon
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter, wire: req.Filter, drops: &mirrorDrops{}}
+	sub := &subscription{sess: ss, port: req.Port, mode: mode, filter: filter, wire: req.Filter, drops: newMirrorDrops(req.MirrorRate)}
 	var warnings []string
 	for _, o := range in.ports[req.Port] {
 		if o.sess == ss {

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -94,6 +93,10 @@ func (m *mirrorSink) begin() {
 		m.sub.mirrorDropped(m.in)
 		return
 	}
+	if !m.sub.drops.rate.take(time.Now()) {
+		m.sub.mirrorLimited(m.in)
+		return
+	}
 	if m.out == nil {
 		st, err := m.in.deliver(m.sub, m.client, m.dst, true)
 		if err != nil {
@@ -168,33 +171,6 @@ func (c *mirrorCopy) run() {
 }
 
 func (c *mirrorCopy) close() { c.once.Do(func() { close(c.ch) }) }
-
-// mirrorDrops is a subscription's mirror copies: the bytes queued for
-// it, and those left out.
-type mirrorDrops struct {
-	queued atomic.Int64
-	// reported is the count the session was last told of.
-	dropped, reported atomic.Int64
-	reportDue         atomic.Bool
-}
-
-// mirrorDropped counts a request (or connection) not copied to the
-// session, which hears of it within mirrorReportEvery.
-func (s *subscription) mirrorDropped(in *incoming) {
-	d := s.drops
-	d.dropped.Add(1)
-	if !d.reportDue.CompareAndSwap(false, true) {
-		return
-	}
-	time.AfterFunc(mirrorReportEvery, func() {
-		d.reportDue.Store(false)
-		total := d.dropped.Load()
-		n := total - d.reported.Swap(total)
-		in.log.Info("mirror copies left out: the session did not keep up", "session", s.sess.id, "port", s.port, "count", n, "total", total)
-		in.notify(s.sess, fmt.Sprintf("mirror: %d requests to port %d were not copied to you in the last %s (%d since you subscribed): your side did not keep up with the traffic; the deployed app was not slowed",
-			n, s.port, mirrorReportEvery, total))
-	})
-}
 
 // mirrorFrame finds where the requests of an HTTP/1 connection begin in
 // its copied bytes (whatever the reads' sizes); a connection that is not

@@ -9,6 +9,7 @@ const (
 	DefaultAgentStartupTimeout = 60 * time.Second
 	DefaultAgentLinger         = 30 * time.Second
 	DefaultAgentSessionGrace   = 60 * time.Second
+	DefaultMirrorRate          = 1000
 )
 
 func boolOr(p *bool, def bool) bool {
@@ -57,6 +58,15 @@ func (c *Config) IncomingMode() string {
 		return DefaultIncomingMode
 	}
 	return c.Incoming.Mode
+}
+
+// MirrorRate returns incoming.mirror_rate: the requests per second and
+// port copied in mirror mode (default DefaultMirrorRate; 0: no bound).
+func (c *Config) MirrorRate() int {
+	if c.Incoming.MirrorRate == nil {
+		return DefaultMirrorRate
+	}
+	return *c.Incoming.MirrorRate
 }
 
 // IncomingReplicas returns incoming.replicas: "all" (default) or "one".

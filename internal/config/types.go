@@ -149,6 +149,10 @@ type Incoming struct {
 	// (default false: those are the developer's own tools, a debugger's or
 	// a profiler's port, and stay local).
 	Loopback bool `json:"loopback,omitempty" jsonschema_description:"Also give the target's traffic to listeners bound to a loopback address (127.0.0.1, ::1). Off by default: those are local tools such as a debugger's port."`
+	// MirrorRate bounds the requests (connections, for other protocols)
+	// copied to the session per second and port in mirror mode; the rest
+	// are left out and counted. 0: no bound.
+	MirrorRate *int `json:"mirror_rate,omitempty" jsonschema:"default=1000,minimum=0" jsonschema_description:"mirror mode: at most this many requests per second and port are copied to the local process (the rest are left out and counted, so a busy port does not flood it or the tunnel); 0 copies every request the session keeps up with."`
 }
 
 // HTTPFilter selects the requests a stealing session takes (regexes). At

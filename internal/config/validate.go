@@ -260,6 +260,9 @@ func (c *Config) checkIncoming(v *validator) {
 	}
 	v.ports("incoming.ports", in.Ports)
 	v.ports("incoming.ignore_ports", in.IgnorePorts)
+	if r := in.MirrorRate; r != nil && *r < 0 {
+		v.addf("incoming.mirror_rate", "%d requests per second is negative: give a bound (default %d), or 0 to copy every request", *r, DefaultMirrorRate)
+	}
 	for i, pm := range in.PortMapping {
 		v.ports(joinIndex("incoming.port_mapping", i), pm[:])
 	}

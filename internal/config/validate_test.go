@@ -24,6 +24,7 @@ func TestValidate(t *testing.T) {
 		{"fs mode typo", Config{FS: FS{Mode: "locl"}}, `"fs.mode": want "read", "write" or "local", got "locl" (did you mean "local"?)`},
 		{"incoming mode", Config{Incoming: Incoming{Mode: "Steal"}}, `"incoming.mode": want "mirror", "steal" or "off", got "Steal" (did you mean "steal"?)`},
 		{"incoming replicas", Config{Incoming: Incoming{Replicas: "every"}}, `"incoming.replicas": want "all" or "one", got "every"`},
+		{"negative mirror rate", Config{Incoming: Incoming{MirrorRate: ptr(-5)}}, `"incoming.mirror_rate": -5 requests per second is negative: give a bound (default 1000), or 0 to copy every request`},
 		{"agent transport", Config{Agent: Agent{Transport: "portforward"}}, `"agent.transport": want "auto", "port-forward" or "direct", got "portforward" (did you mean "port-forward"?)`},
 		{"target selector and path", Config{Target: Target{Path: "deployment/a", Selector: "app=a"}}, `"target.selector": cannot be used together with "target.path": the selector picks the pods itself; remove one of the two`},
 		{"target bad selector", Config{Target: Target{Selector: "app in (a"}}, `"target.selector": not a label selector (unable to parse requirement: found '', expected: ',' or ')'): write it as kubectl -l takes it, e.g. app=web or app=web,tier!=db`},

@@ -146,6 +146,11 @@ const (
 	ModeSteal  = "steal"
 )
 
+// DefaultMirrorRate is the copies a second of a mirror subscription that
+// does not say (Request.MirrorRate 0); config.DefaultMirrorRate is the
+// same.
+const DefaultMirrorRate = 1000
+
 // Request is the first frame of every stream the client opens.
 type Request struct {
 	Op string `json:"op"`
@@ -164,6 +169,10 @@ type Request struct {
 	Port   uint16      `json:"port,omitempty"`
 	Mode   string      `json:"mode,omitempty"`
 	Filter *HTTPFilter `json:"filter,omitempty"`
+	// MirrorRate bounds a mirror subscription's copies (requests per
+	// second): 0 is DefaultMirrorRate (a client that does not say),
+	// negative is no bound.
+	MirrorRate int `json:"mirror_rate,omitempty"`
 }
 
 // Attr is what a setattr changes: each set field, nothing else.

@@ -149,6 +149,12 @@ func (s *Session) Listening(ctx context.Context, local netip.AddrPort, requested
 func (s *Session) subscribeRequest(remote uint16) protocol.Request {
 	mode := s.cfg.IncomingMode()
 	req := protocol.Request{Op: protocol.OpSubscribe, Port: remote, Mode: mode}
+	if mode == protocol.ModeMirror {
+		req.MirrorRate = s.cfg.MirrorRate()
+		if req.MirrorRate == 0 {
+			req.MirrorRate = -1 // no bound
+		}
+	}
 	if mode == protocol.ModeSteal {
 		req.Filter = httpfilter.ToWire(s.cfg.Incoming.HTTPFilter)
 		if ports := s.cfg.Incoming.HTTPFilter.Ports; len(ports) > 0 && !slices.Contains(ports, remote) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/internal/config"
+	"github.com/tether-dev/tether/internal/protocol"
 )
 
 // TestMirrorBehind: a mirroring session that cannot keep up never slows
@@ -102,5 +103,84 @@ func TestMirrorBehind(t *testing.T) {
 	}
 	if served.Load() != before+1 {
 		t.Errorf("after catching up, a request was not copied (local app got %d, before %d)", served.Load(), before)
+	}
+}
+
+// TestMirrorRate: incoming.mirror_rate bounds the copies a second; the
+// requests over it are answered by the app as ever, left out of the
+// copies, counted and told to the session, for that reason; 0 copies
+// every request.
+func TestMirrorRate(t *testing.T) {
+	if protocol.DefaultMirrorRate != config.DefaultMirrorRate {
+		t.Fatalf("the agent's default mirror rate %d is not the config's %d", protocol.DefaultMirrorRate, config.DefaultMirrorRate)
+	}
+	for _, tc := range []struct {
+		name string
+		rate int
+	}{{"bounded", 20}, {"unbounded", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newIncomingRig(t)
+			var copied atomic.Int32
+			local, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { copied.Add(1) })}
+			go srv.Serve(local)
+			t.Cleanup(func() { srv.Close() })
+			conn, err := net.Dial("tcp", r.agentAdr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := &syncWriter{w: &bytes.Buffer{}}
+			cfg := withLoopback(&config.Config{})
+			cfg.Incoming.MirrorRate = &tc.rate
+			s, err := New(context.Background(), conn, Options{Config: cfg, Messages: msgs, Quiet: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Listening(context.Background(), local.Addr().(*net.TCPAddr).AddrPort(), r.app.Port()); err != nil {
+				t.Fatal(err)
+			}
+			c := r.client(t)
+			const sent = 200
+			start := time.Now()
+			for i := range sent {
+				if got := get(t, c, fmt.Sprintf("/r%d", i), ""); got == "" {
+					t.Fatalf("GET %d: no answer from the app", i)
+				}
+			}
+			elapsed := time.Since(start)
+			if tc.rate == 0 {
+				for deadline := time.Now().Add(10 * time.Second); copied.Load() < sent && time.Now().Before(deadline); {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if copied.Load() != sent {
+					t.Fatalf("with no bound the local app got %d copies of %d requests\n%s", copied.Load(), sent, msgs.String())
+				}
+				return
+			}
+			// The bucket holds a tenth of a second's copies (at least one)
+			// and fills at the rate.
+			most := int(max(1, float64(tc.rate)/10) + elapsed.Seconds()*float64(tc.rate) + 1)
+			total := regexp.MustCompile(`\((\d+) since you subscribed\): (\d+) over incoming.mirror_rate \(20 per second`)
+			var left int
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if m := total.FindAllStringSubmatch(msgs.String(), -1); m != nil {
+					left, _ = strconv.Atoi(m[len(m)-1][1])
+					if left+int(copied.Load()) == sent {
+						break
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("%d requests in %s: %d copied (at most %d allowed), %d left out", sent, elapsed.Round(time.Millisecond), copied.Load(), most, left)
+			if n := int(copied.Load()); n == 0 || n > most || left+n != sent {
+				t.Fatalf("rate %d/s over %s: the local app got %d copies (want 1..%d) and the session was told %d were left out (want the rest of %d)\nmessages:\n%s",
+					tc.rate, elapsed, n, most, left, sent, msgs.String())
+			}
+		})
 	}
 }
