@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/config"
 	"github.com/tether-dev/tether/test/bench/report"
 )
 
@@ -56,7 +57,8 @@ func TestMirror(t *testing.T) {
 		Notes: append([]string{
 			"clients in pod benchclient's netns (nsenter), to the serving pod's IP:8080; one session mirrors port 8080 to a local benchserver (incoming.mode mirror);",
 			fmt.Sprintf("no agent: measured before the session starts and after it ends (pooled); %d runs of %d s each of wrk (1 thread, %d connections) on /small and on /burn?us=%d", loadRuns, loadSeconds, loadConns, burnMicros),
-			fmt.Sprintf("copies left out (the session did not keep up; counted by the agent and told to the session): %d of about %.0f requests (%.1f%%)", leftOut, sent, 100*float64(leftOut)/max(1, sent)),
+			fmt.Sprintf("copies left out (over incoming.mirror_rate, default %d a second, or the session did not keep up; counted by the agent and told to the session): %d of about %.0f requests (%.1f%%)", config.DefaultMirrorRate, leftOut, sent, 100*float64(leftOut)/max(1, sent)),
+			"the port is not redirected: the agent follows its connections from a packet capture (TPACKET_V3) and the app's traffic keeps its path; the copies cross the port-forward and the CLI to a local benchserver on the same 2 cores",
 			"CPU per request: user+system time of the app's, the agent's and the session's tether process during each wrk run, over the requests it made; the baseline is the app's alone",
 		}, loadErrors...),
 		Rows: []report.Row{
