@@ -44,12 +44,18 @@ func TestUnmatchedPassedThrough(t *testing.T) {
 				break
 			}
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(h.String()), br)), nil)
+		// The head alone gives the body's length; the body comes from br
+		// itself (a reader over br would take the next answer's bytes
+		// too when they are already there).
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(h.String())), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
+		if resp.ContentLength < 0 {
+			t.Fatalf("an answer without Content-Length:\n%s", h.String())
+		}
+		b := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(br, b); err != nil {
 			t.Fatal(err)
 		}
 		return h.String(), string(b)
