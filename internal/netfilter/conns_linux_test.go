@@ -11,6 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/netns"
+
+	"github.com/tether-dev/tether/internal/netns/netnstest"
 )
 
 func TestQuiet(t *testing.T) {
@@ -38,7 +40,7 @@ func TestQuiet(t *testing.T) {
 // TestDiagConns: a real connection in a fresh namespace is listed with
 // its mark, and is between exchanges only once the server has answered.
 func TestDiagConns(t *testing.T) {
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	var ln net.Listener
 	if err := netns.Do(ns, unix.CLONE_NEWNET, func() error {
 		var err error

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/netns"
+
+	"github.com/tether-dev/tether/internal/netns/netnstest"
 )
 
 // holdConnections is the child of the death tests: an agent that
@@ -70,7 +72,7 @@ func TestRulesReleasedFirst(t *testing.T) {
 	if ns := os.Getenv("TETHER_NFT_FIRST_NS"); ns != "" {
 		holdConnections(ns, os.Getenv("TETHER_NFT_FIRST_TABLE"), held)
 	}
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	// The app on the port the agent redirects.
 	var app net.Listener
 	if err := netns.Do(ns, unix.CLONE_NEWNET, func() (err error) {

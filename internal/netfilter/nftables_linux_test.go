@@ -15,33 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/netns"
+	"github.com/tether-dev/tether/internal/netns/netnstest"
 )
-
-// newNetNS starts a process in a fresh network namespace (loopback up)
-// and returns the namespace's path; the process ends with the test.
-func newNetNS(t *testing.T) string {
-	t.Helper()
-	if os.Getenv("TETHER_INTEGRATION") != "1" {
-		t.Skip("needs root and network namespaces: set TETHER_INTEGRATION=1 (make test does)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("TETHER_INTEGRATION=1 needs root")
-	}
-	cmd := exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec sleep 600")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("namespace helper: %q %v", buf, err)
-	}
-	return fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-}
 
 func listTables(t *testing.T, ns string) string {
 	t.Helper()
@@ -53,7 +28,7 @@ func listTables(t *testing.T, ns string) string {
 }
 
 func TestNftablesRedirect(t *testing.T) {
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	var ln *net.TCPListener
 	if err := netns.Do(ns, unix.CLONE_NEWNET, func() error {
 		l, err := net.ListenTCP("tcp4", &net.TCPAddr{})
@@ -130,7 +105,7 @@ func TestNftablesRedirect(t *testing.T) {
 // 5.12, or an older tether) are removed; owned tables are the kernel's
 // business and are left alone even when remove says yes.
 func TestRemoveTables(t *testing.T) {
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	if out, err := exec.Command("nsenter", "--net="+ns, "nft", "add table inet tether-deadbeef").CombinedOutput(); err != nil {
 		t.Fatalf("nft add table: %v\n%s", err, out)
 	}
@@ -152,7 +127,7 @@ func TestRemoveTables(t *testing.T) {
 }
 
 func TestKillConnections(t *testing.T) {
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	var ln net.Listener
 	if err := netns.Do(ns, unix.CLONE_NEWNET, func() error {
 		l, err := net.Listen("tcp4", "127.0.0.1:8099")
@@ -211,7 +186,7 @@ func TestKillConnections(t *testing.T) {
 // socket bound to a foreign (client) address reaches a local server, which
 // sees that address, and gets the server's replies.
 func TestTransparentDial(t *testing.T) {
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	out, err := exec.Command("nsenter", "--net="+ns, "ip", "addr", "add", "10.77.0.2/32", "dev", "lo").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v %s", err, out)
@@ -324,7 +299,7 @@ func TestTableDiesWithOwner(t *testing.T) {
 		time.Sleep(time.Minute)
 		os.Exit(0)
 	}
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	table := TableName(os.Getpid(), 2)
 	cmd, _ := startChild(t, "TestTableDiesWithOwner", "TETHER_NFT_OWNER_NS="+ns, "TETHER_NFT_OWNER_TABLE="+table)
 	if rs := listTables(t, ns); !strings.Contains(rs, table) || !strings.Contains(rs, "flags owner") {
@@ -350,7 +325,7 @@ func TestOwnerReleasedLast(t *testing.T) {
 	if ns := os.Getenv("TETHER_NFT_LAST_NS"); ns != "" {
 		holdConnections(ns, os.Getenv("TETHER_NFT_LAST_TABLE"), clients)
 	}
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	cmd, out := startChild(t, "TestOwnerReleasedLast", "TETHER_NFT_LAST_NS="+ns, "TETHER_NFT_LAST_TABLE="+TableName(os.Getpid(), 3))
 	buf := make([]byte, 6)
 	var conns []net.Conn

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,33 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tether-dev/tether/internal/netns"
+	"github.com/tether-dev/tether/internal/netns/netnstest"
 )
-
-// capNetNS starts a process in a fresh network namespace (loopback up)
-// and returns the namespace's path; the process ends with the test.
-func capNetNS(t *testing.T) string {
-	t.Helper()
-	if os.Getenv("TETHER_INTEGRATION") != "1" {
-		t.Skip("needs root and network namespaces: set TETHER_INTEGRATION=1 (make test does)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("TETHER_INTEGRATION=1 needs root")
-	}
-	cmd := exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec sleep 600")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("namespace helper: %q %v", buf, err)
-	}
-	return fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-}
 
 // capStream records one followed connection.
 type capStream struct {
@@ -136,7 +109,7 @@ func capDial(t *testing.T, ns string, port uint16, mark int) net.Conn {
 // sockets and connections opened before the watch are left alone; an
 // unwatched port's connections end.
 func TestSnifferLoopback(t *testing.T) {
-	ns := capNetNS(t)
+	ns := netnstest.New(t)
 	port, other := capServe(t, ns), capServe(t, ns)
 	const mark = 0x7e7e0001
 	h := &capHandler{}
