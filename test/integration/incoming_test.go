@@ -209,27 +209,7 @@ func TestIncomingMirror(t *testing.T) {
 
 	// Wait until the mirror is in place: requests keep being answered by
 	// the pod; one of them shows up at the local app.
-	var warm []string
-	err := harness.WaitFor(activationTimeout, func() error {
-		p := fmt.Sprintf("/mirror/warmup-%d", len(warm))
-		warm = append(warm, p)
-		a, err := f.client.Get(port, p, nil)
-		if err != nil {
-			return err
-		}
-		if a.Who != harness.WhoPod {
-			return fmt.Errorf("answered by %v, want the pod (mirror)", a)
-		}
-		for _, w := range warm {
-			if local.Saw(w) {
-				return nil
-			}
-		}
-		return fmt.Errorf("the local app saw none of %d requests", len(warm))
-	})
-	if err != nil {
-		t.Fatalf("mirroring never started: %v", err)
-	}
+	f.waitMirrored(t, local, port, "/mirror/warmup")
 	// Mirroring alone changes nothing on the app's path: the agent
 	// captures the port's packets, no rule redirects them.
 	f.wantNoRedirect(t)
