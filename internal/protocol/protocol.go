@@ -21,8 +21,8 @@ import (
 // Version is the protocol version this build speaks. MinVersion is the
 // oldest peer version it still accepts.
 const (
-	Version    = 1
-	MinVersion = 1
+	Version    = 2
+	MinVersion = 2
 )
 
 // DialTimeout bounds one connect the agent makes for a session.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -139,8 +140,8 @@ func TestClientHandshakeVersion(t *testing.T) {
 		welcome Welcome
 		wantErr string
 	}{
-		{"older agent", Welcome{Version: MinVersion - 1}, "the agent speaks protocol 0, but this tether needs 1 or newer: the agent comes from an older release"},
-		{"newer agent refuses", Welcome{Version: Version + 1, Error: "go away"}, "the agent refused the session: go away (the agent speaks protocol 2, this tether 1: use tether and tether-agent from the same release)"},
+		{"older agent", Welcome{Version: MinVersion - 1}, fmt.Sprintf("the agent speaks protocol %d, but this tether needs %d or newer: the agent comes from an older release", MinVersion-1, MinVersion)},
+		{"newer agent refuses", Welcome{Version: Version + 1, Error: "go away"}, fmt.Sprintf("the agent refused the session: go away (the agent speaks protocol %d, this tether %d: use tether and tether-agent from the same release)", Version+1, Version)},
 		{"refusal, same release", Welcome{Version: Version, Error: "go away"}, "the agent refused the session: go away"},
 	}
 	for _, tt := range tests {

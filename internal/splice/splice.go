@@ -37,9 +37,14 @@ func Join(a, b Conn) {
 	b.Close()
 }
 
-// reset closes c with a reset (TCP: no lingering FIN), so that its peer
-// sees the failure as one, not as the end of the data.
+// reset closes c with a reset (TCP: no lingering FIN; a mux stream: its
+// reset), so that its peer sees the failure as one, not as the end of
+// the data.
 func reset(c Conn) {
+	if r, ok := c.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
 	if l, ok := c.(interface{ SetLinger(int) error }); ok {
 		l.SetLinger(0)
 	}

@@ -1,9 +1,13 @@
 package splice
 
 import (
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
+
+	"github.com/tether-dev/tether/internal/mux"
 )
 
 func pair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
@@ -40,5 +44,36 @@ func TestJoinHalfClose(t *testing.T) {
 	got, err := io.ReadAll(client)
 	if err != nil || string(got) != "echo:hello" {
 		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// TestJoinResetReachesStream: a client connection that ends in a reset
+// resets the mux stream it is joined to, so the far side sees a failure,
+// not the end of the data.
+func TestJoinResetReachesStream(t *testing.T) {
+	client, proxy := pair(t)
+	a, b := pair(t)
+	cm, sm := mux.Client(a, mux.Config{}), mux.Server(b, mux.Config{})
+	defer cm.Close()
+	defer sm.Close()
+	st, err := cm.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Join(proxy, st)
+	client.Write([]byte("part of a request"))
+	far, err := sm.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len("part of a request"))
+	if _, err := io.ReadFull(far, got); err != nil {
+		t.Fatal(err)
+	}
+	client.SetLinger(0)
+	client.Close()
+	_, err = far.Read(got)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the far side read %v after the client's reset, want a reset", err)
 	}
 }
