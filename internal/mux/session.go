@@ -49,6 +49,7 @@ func (c *Config) defaults() {
 	if c.MaxWindow < initialWindow {
 		c.MaxWindow = 16 << 20
 	}
+	c.MaxWindow = min(c.MaxWindow, maxSendWindow/2)
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = time.Minute
 	}
@@ -345,7 +346,7 @@ func (s *Session) keepAlive() {
 			return
 		}
 		if quiet := time.Duration(n - s.lastRecv.Load()); quiet > s.cfg.KeepAlive+s.cfg.WriteTimeout {
-			s.fail(fmt.Errorf("nothing came from the peer for %v (keepalive)", quiet.Round(time.Second)))
+			s.fail(fmt.Errorf("nothing came from the peer for %v (keepalive)", quiet.Truncate(time.Millisecond)))
 			return
 		}
 		s.sendCtrl(header{typ: typePing, length: uint32(n)})
@@ -368,7 +369,7 @@ func (s *Session) recvLoop() {
 				err = s.onData(h)
 			case typeWindow:
 				if st := s.lookup(h.stream); st != nil {
-					st.grantSend(h.length)
+					err = st.grantSend(h.length)
 				}
 			case typePing:
 				if h.flags&flagACK == 0 {

@@ -35,9 +35,9 @@ type Stream struct {
 	recvWindow uint32 // what the peer may still send
 	remoteFin  bool
 	localFin   bool
-	reset      bool // by either side
-	lost       bool // the session ended
-	lastRecv   time.Time
+	reset      bool      // by either side
+	lost       bool      // the session ended
+	lastActive time.Time // data came, or the reader took some
 	finTimer   *time.Timer
 	readable   chan struct{}
 	writing    bool // bytes are being written to the reader's socket, unlocked
@@ -87,7 +87,7 @@ func (st *Stream) receive(b []byte) error {
 		return &ProtocolError{Reason: fmt.Sprintf("stream %d: %d bytes past its window of %d", st.id, len(b), st.recvWindow)}
 	}
 	st.recvWindow -= uint32(len(b))
-	st.lastRecv = time.Now()
+	st.lastActive = time.Now()
 	if st.reset || st.lost {
 		return nil
 	}
@@ -138,6 +138,9 @@ func (st *Stream) peekLocked() []byte {
 // consumeLocked drops n bytes read and returns the window increment to
 // grant the peer (grantLocked).
 func (st *Stream) consumeLocked(n int) uint32 {
+	if st.finTimer != nil {
+		st.lastActive = time.Now() // a peer held back by this reader is not quiet
+	}
 	st.buffered -= n
 	st.roff += n
 	if len(st.bufs) > 1 && st.roff == chunkSize || len(st.bufs) == 1 && st.roff == st.wlen {
@@ -232,12 +235,15 @@ func (st *Stream) Read(b []byte) (int, error) {
 }
 
 // WriteTo writes what the peer sends to w, straight from the stream's
-// chunks, until the peer half-closes (then it returns nil).
-func (st *Stream) WriteTo(w io.Writer) (int64, error) {
+// chunks, until the peer half-closes (then it returns nil). When w is a
+// socket, the receive loop writes to it directly what it takes without
+// waiting: nothing else may write to w meanwhile (its bytes would
+// interleave with the stream's anyway), or the receive loop waits for
+// that writer.
+func (st *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	if err := st.open(); err != nil {
 		return 0, err
 	}
-	var total int64
 	var bufs net.Buffers
 	st.mu.Lock()
 	st.sink = rawSink(w)
@@ -245,11 +251,13 @@ func (st *Stream) WriteTo(w io.Writer) (int64, error) {
 	defer func() {
 		st.mu.Lock()
 		st.sink = nil
-		for st.writing {
+		for st.writing { // a non-blocking write: soon over
 			st.mu.Unlock()
 			runtime.Gosched()
 			st.mu.Lock()
 		}
+		total += st.direct
+		st.direct = 0
 		st.mu.Unlock()
 	}()
 	for {
@@ -405,12 +413,21 @@ func (st *Stream) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // grantSend takes the peer's window update.
-func (st *Stream) grantSend(delta uint32) {
+func (st *Stream) grantSend(delta uint32) error {
 	st.mu.Lock()
+	if uint64(st.sendWindow)+uint64(delta) > maxSendWindow {
+		st.mu.Unlock()
+		return &ProtocolError{Reason: fmt.Sprintf("stream %d: a window of over %d bytes", st.id, uint64(maxSendWindow))}
+	}
 	st.sendWindow += delta
 	st.mu.Unlock()
 	notify(st.writable)
+	return nil
 }
+
+// maxSendWindow bounds the window a peer may grant (far over any
+// Config.MaxWindow), so that it cannot wrap.
+const maxSendWindow = 1 << 31
 
 // CloseWrite half-closes the stream: the peer reads its end; reading
 // goes on until the peer's.
@@ -423,7 +440,7 @@ func (st *Stream) CloseWrite() error {
 	st.localFin = true
 	done := st.remoteFin
 	if !done {
-		st.lastRecv = time.Now()
+		st.lastActive = time.Now()
 		st.finTimer = time.AfterFunc(st.sess.cfg.CloseTimeout, st.closeTimeout)
 	}
 	st.mu.Unlock()
@@ -446,7 +463,7 @@ func (st *Stream) closeTimeout() {
 		st.mu.Unlock()
 		return
 	}
-	if quiet := time.Since(st.lastRecv); quiet < st.sess.cfg.CloseTimeout {
+	if quiet := time.Since(st.lastActive); quiet < st.sess.cfg.CloseTimeout {
 		st.finTimer.Reset(st.sess.cfg.CloseTimeout - quiet)
 		st.mu.Unlock()
 		return
