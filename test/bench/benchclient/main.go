@@ -187,6 +187,9 @@ func (c *client) latencies(n, warmup int, newConn bool, out string) error {
 			return fmt.Errorf("writing the latencies: %w", err)
 		}
 	}
+	if n == 0 {
+		return nil // a run for its cost without the measured requests
+	}
 	slices.Sort(lat)
 	us := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Nanoseconds())/1e3, 'f', 1, 64) }
 	fmt.Printf("n=%d min_us=%s p50_us=%s p99_us=%s max_us=%s\n", n, us(lat[0]), us(lat[n/2]), us(lat[min(n-1, n*99/100)]), us(lat[n-1]))

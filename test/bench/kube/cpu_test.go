@@ -3,7 +3,10 @@ package kube
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,7 +16,8 @@ import (
 )
 
 // cpuUse is the CPU time (user+system, ms) of the processes a figure
-// depends on: the deployed app, the agent, the sessions' tether CLIs. A
+// depends on: the deployed app, the agent, the sessions' tether CLIs
+// (with the local programs they run). A
 // ratio is read with it beside it, so that it cannot be bought by burning
 // CPU elsewhere.
 type cpuUse struct{ app, agent, cli float64 }
@@ -42,9 +46,25 @@ func cpuNow(t *testing.T, c *cluster, ss []*session) cpuUse {
 		}
 	}
 	for _, s := range ss {
-		u.cli += cpuMS(s.p.pid())
+		u.cli += treeCPU(s.p.pid())
 	}
 	return u
+}
+
+// treeCPU is the CPU time (ms) of pid and of its descendants (a
+// session's CLI and the local program it runs).
+func treeCPU(pid int) float64 {
+	ms := cpuMS(pid)
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				ms += treeCPU(child)
+			}
+		}
+	}
+	return ms
 }
 
 // serverCID is the container ID of the serving pod's container.

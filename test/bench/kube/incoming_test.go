@@ -175,6 +175,10 @@ func TestIncoming(t *testing.T) {
 				Baseline: report.Samples("kubectl port-forward to the pod", cmdline(pfArgv), pfLat),
 				Tether:   report.Samples("answered by the local server", l.cmdStolen, l.stolen),
 				Target:   &report.Target{Of: "ratio", Op: "<=", Limit: 1.3}, Summary: true,
+			}, report.Row{
+				Name: "stolen GET /small, 1 session, CPU per request (app + agent + CLI + local server)", Stat: "median", Unit: "µs",
+				Baseline: report.Runs("the app, no agent", base.cmdStolen, base.stolenCPU),
+				Tether:   report.Runs("app + agent + CLI + local server", l.cmdStolen, l.stolenCPU),
 			})
 		}
 		// Issue 16's targets: for 1 and 100 sessions.

@@ -65,22 +65,47 @@ func TestOutgoing(t *testing.T) {
 	newConn := make([][]float64, len(paths))
 	mibs := make([][]float64, len(paths))
 	cpuPerGiB := make([][]float64, len(paths)) // s per GiB: client + relay (tether or kubectl) + agent
+	cpuPerReq := make([][]float64, len(paths)) // µs per keep-alive GET: client + relay + agent
 	cmds := map[string]string{}
-	latencies := func(i int, p clientPath, n int, extra ...string) []float64 {
+	// carried is the CPU time (ms) of what carries path i's bytes besides
+	// the client's own process: kubectl port-forward, or the agent.
+	carried := func(i int) float64 {
+		switch i {
+		case 1:
+			return cpuMS(pfProc.pid())
+		case 2, 3:
+			return cpuNow(t, c, nil).agent
+		}
+		return 0
+	}
+	// latencies runs the client once: its latencies, and the CPU time
+	// (ms) of the run (client, tether CLI, agent or kubectl).
+	latencies := func(i int, p clientPath, n int, extra ...string) ([]float64, float64) {
 		file := filepath.Join(binDir, fmt.Sprintf("lat-%d.txt", i))
 		argv := p.wrap(append(append([]string{clientBin, "lat", "-n", strconv.Itoa(n), "-expect", "pod", "-o", file}, extra...), p.base+"/small")...)
-		mustRun(t, 5*time.Minute, kubeEnv(), argv...)
+		before := carried(i)
+		_, cpu := mustRunCPU(t, 5*time.Minute, kubeEnv(), argv...)
+		ms := float64(cpu.Microseconds())/1000 + carried(i) - before
+		if n == 0 {
+			return nil, ms
+		}
 		cmds[fmt.Sprint(p.label, extra)] = cmdline(argv)
-		return readSamples(t, file)
+		return readSamples(t, file), ms
 	}
 	for range rounds {
 		for i, p := range paths {
-			keepAlive[i] = append(keepAlive[i], latencies(i, p, perRound, "-warmup", "100")...)
+			lat, ms := latencies(i, p, perRound, "-warmup", "100")
+			keepAlive[i] = append(keepAlive[i], lat...)
+			// The same run without the measured requests: what is left
+			// is their CPU, not the start of tether or of the client.
+			_, idle := latencies(i, p, 0, "-warmup", "100")
+			cpuPerReq[i] = append(cpuPerReq[i], (ms-idle)*1000/perRound)
 		}
 	}
 	for range connRounds {
 		for i, p := range paths {
-			newConn[i] = append(newConn[i], latencies(i, p, perConn, "-warmup", "10", "-new")...)
+			lat, _ := latencies(i, p, perConn, "-warmup", "10", "-new")
+			newConn[i] = append(newConn[i], lat...)
 		}
 	}
 	for range dlRounds {
@@ -111,6 +136,9 @@ func TestOutgoing(t *testing.T) {
 	dl := func(i int) report.Measure {
 		return report.Runs(paths[i].label, cmds[paths[i].label+" get"], mibs[i])
 	}
+	cpuReq := func(i int) report.Measure {
+		return report.Runs(paths[i].label, cmds[fmt.Sprint(paths[i].label, []string{"-warmup", "100"})], cpuPerReq[i])
+	}
 	cpuGiB := func(i int) report.Measure {
 		return report.Runs(paths[i].label, cmds[paths[i].label+" get"], cpuPerGiB[i])
 	}
@@ -122,6 +150,8 @@ func TestOutgoing(t *testing.T) {
 		{Name: "keep-alive GET /small, direct transport, vs port-forward", Stat: "p50", Unit: "µs", Baseline: lat(pf, keepAlive, ka...), Tether: lat(td, keepAlive, ka...),
 			Target: &report.Target{Of: "ratio", Op: "<=", Limit: 0.4}, Summary: true},
 		{Name: "keep-alive GET /small, direct transport, vs port-forward", Stat: "p99", Unit: "µs", Baseline: lat(pf, keepAlive, ka...), Tether: lat(td, keepAlive, ka...)},
+		{Name: "keep-alive GET /small, CPU per request (client + relay + agent), vs port-forward", Stat: "median", Unit: "µs", Baseline: cpuReq(pf), Tether: cpuReq(tt), Summary: true},
+		{Name: "keep-alive GET /small, direct transport, CPU per request, vs port-forward", Stat: "median", Unit: "µs", Baseline: cpuReq(pf), Tether: cpuReq(td)},
 		{Name: "keep-alive GET /small, vs in the cluster", Stat: "p50", Unit: "µs", Baseline: lat(cl, keepAlive, ka...), Tether: lat(tt, keepAlive, ka...), Summary: true},
 		{Name: "keep-alive GET /small, vs in the cluster", Stat: "p99", Unit: "µs", Baseline: lat(cl, keepAlive, ka...), Tether: lat(tt, keepAlive, ka...)},
 		{Name: "port-forward itself, keep-alive GET /small", Stat: "p50", Unit: "µs", Baseline: lat(cl, keepAlive, ka...), Tether: lat(pf, keepAlive, ka...),
@@ -145,7 +175,7 @@ func TestOutgoing(t *testing.T) {
 			fmt.Sprintf("throughput: %d downloads of 256 MiB per path; rounds interleave the paths; tether's agent is kept running by another session", dlRounds),
 			"paths: in the cluster = nsenter into pod benchclient's netns, to the ClusterIP; port-forward = kubectl port-forward pod/SERVER :8080;",
 			"tether = tether exec -t deployment/benchsrv, to the ClusterIP (the agent dials it in the target pod's netns); direct transport: the same with agent.transport direct (this machine routes to pod IPs, as a pod in the cluster does);",
-			"CPU per GiB: user+system time of the client and of what carried its bytes: kubectl port-forward, or the tether CLI (counted with the client it waits for) and the agent's processes (not the API server's or the kubelet's, on either path)",
+			"CPU per request: the same, over one round's 1000 requests, less that of the same run with none (tether's and the client's start, the warm-up); CPU per GiB: user+system time of the client and of what carried its bytes: kubectl port-forward, or the tether CLI (counted with the client it waits for) and the agent's processes (not the API server's or the kubelet's, on either path)",
 		},
 		Rows: rows,
 	})
