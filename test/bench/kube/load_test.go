@@ -16,12 +16,12 @@ type load struct {
 	unmatched, stolen []float64 // sequential GETs, µs
 	// CPU per stolen GET (µs): the app, the agent, the CLIs and their
 	// local servers, per run
-	stolenCPU []float64
-	wrkRPS            []float64 // per run
-	wrkP50, wrkP99    []float64 // per run, µs
-	h2RPS             []float64 // per run
-	h2Lat             []float64 // every request of every run, µs
-	burnRPS           []float64 // per run: wrk on /burn (burnMicros of CPU per request)
+	stolenCPU      []float64
+	wrkRPS         []float64 // per run
+	wrkP50, wrkP99 []float64 // per run, µs
+	h2RPS          []float64 // per run
+	h2Lat          []float64 // every request of every run, µs
+	burnRPS        []float64 // per run: wrk on /burn (burnMicros of CPU per request)
 	// CPU per request (µs) of the app, the agent and the CLIs, per wrk run
 	// on /small and on /burn.
 	wrkCPU, burnCPU   []cpuUse
