@@ -12,24 +12,10 @@ import (
 	"time"
 )
 
-// sockPair is a connected loopback TCP pair.
+// sockPair is tcpPair's connections as TCP ones.
 func sockPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	a, b := tcpPair(t)
+	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
 
 // TestDirectDelivery: a stream copied to a socket (io.Copy, so WriteTo)
