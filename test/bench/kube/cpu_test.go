@@ -28,6 +28,19 @@ func (a cpuUse) minus(b cpuUse) cpuUse {
 
 func (a cpuUse) total() float64 { return a.app + a.agent + a.cli }
 
+// per is a's CPU per request of n, in µs.
+func (a cpuUse) per(n float64) cpuUse {
+	return cpuUse{app: a.app * 1000 / n, agent: a.agent * 1000 / n, cli: a.cli * 1000 / n}
+}
+
+func totals(us []cpuUse) []float64 {
+	var out []float64
+	for _, u := range us {
+		out = append(out, u.total())
+	}
+	return out
+}
+
 // cpuNow reads the CPU time of the serving pod's container, of every
 // agent pod's, and of the sessions' tether processes.
 func cpuNow(t *testing.T, c *cluster, ss []*session) cpuUse {
@@ -80,13 +93,6 @@ func serverCID(pod string) (string, error) {
 // cpuRow compares the CPU per request of the app, the agent and the CLIs
 // together with the app's alone (no agent).
 func cpuRow(name, cmd string, base, with []cpuUse, summary bool) report.Row {
-	totals := func(us []cpuUse) []float64 {
-		var out []float64
-		for _, u := range us {
-			out = append(out, u.total())
-		}
-		return out
-	}
 	return report.Row{
 		Name: name, Stat: "median", Unit: "µs",
 		Baseline: report.Runs("the app, no agent", cmd, totals(base)),
@@ -98,20 +104,23 @@ func cpuRow(name, cmd string, base, with []cpuUse, summary bool) report.Row {
 // cpuNote says where each state's CPU per request went (medians of the
 // wrk runs on /small).
 func cpuNote(base *load, loads map[int]*load) string {
-	split := func(us []cpuUse) string {
-		var app, agent, cli []float64
-		for _, u := range us {
-			app, agent, cli = append(app, u.app), append(agent, u.agent), append(cli, u.cli)
-		}
-		return fmt.Sprintf("app %s, agent %s, CLIs %s", report.Num(median(app), "µs"), report.Num(median(agent), "µs"), report.Num(median(cli), "µs"))
-	}
-	s := "CPU per /small request under wrk: no agent: " + split(base.wrkCPU)
+	s := "CPU per /small request under wrk: no agent: " + cpuSplit(base.wrkCPU)
 	for _, n := range []int{1, 10, 100} {
 		if l := loads[n]; l != nil {
-			s += fmt.Sprintf("; %d sessions: %s", n, split(l.wrkCPU))
+			s += fmt.Sprintf("; %d sessions: %s", n, cpuSplit(l.wrkCPU))
 		}
 	}
 	return s
+}
+
+// cpuSplit says where the CPU per request went (medians of the runs):
+// the app, the agent, the CLIs with their local programs.
+func cpuSplit(us []cpuUse) string {
+	var app, agent, cli []float64
+	for _, u := range us {
+		app, agent, cli = append(app, u.app), append(agent, u.agent), append(cli, u.cli)
+	}
+	return fmt.Sprintf("app %s, agent %s, CLIs %s", report.Num(median(app), "µs"), report.Num(median(agent), "µs"), report.Num(median(cli), "µs"))
 }
 
 func median(xs []float64) float64 {

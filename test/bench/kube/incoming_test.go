@@ -177,8 +177,9 @@ func TestIncoming(t *testing.T) {
 				Target:   &report.Target{Of: "ratio", Op: "<=", Limit: 1.3}, Summary: true,
 			}, report.Row{
 				Name: "stolen GET /small, 1 session, CPU per request (app + agent + CLI + local server)", Stat: "median", Unit: "µs",
-				Baseline: report.Runs("the app, no agent", base.cmdStolen, base.stolenCPU),
-				Tether:   report.Runs("app + agent + CLI + local server", l.cmdStolen, l.stolenCPU),
+				Baseline: report.Runs("the app, no agent", base.cmdStolen, totals(base.stolenCPU)),
+				Tether:   report.Runs("app + agent + CLI + local server", l.cmdStolen, totals(l.stolenCPU)),
+				Note:     "where it went: " + cpuSplit(l.stolenCPU) + " (CLIs: the tether CLI and the local server it runs)",
 			})
 		}
 		// Issue 16's targets: for 1 and 100 sessions.

@@ -16,7 +16,7 @@ type load struct {
 	unmatched, stolen []float64 // sequential GETs, µs
 	// CPU per stolen GET (µs): the app, the agent, the CLIs and their
 	// local servers, per run
-	stolenCPU      []float64
+	stolenCPU      []cpuUse
 	wrkRPS         []float64 // per run
 	wrkP50, wrkP99 []float64 // per run, µs
 	h2RPS          []float64 // per run
@@ -56,7 +56,7 @@ func (l *load) measure(t *testing.T, c *cluster, header, who string, ss []*sessi
 		argv = c.inCluster(clientBin, "lat", "-n", "1000", "-warmup", "100", "-H", header, "-expect", who, "-o", file, url)
 		before := cpuNow(t, c, ss)
 		mustRun(t, 5*time.Minute, nil, argv...)
-		l.stolenCPU = append(l.stolenCPU, cpuNow(t, c, ss).minus(before).total()*1000/1100)
+		l.stolenCPU = append(l.stolenCPU, cpuNow(t, c, ss).minus(before).per(1100))
 		l.stolen = append(l.stolen, readSamples(t, file)...)
 		l.cmdStolen = cmdline(argv)
 	}
