@@ -13,11 +13,7 @@ import (
 func TestReset(t *testing.T) {
 	for _, by := range []string{"client", "server"} {
 		t.Run(by, func(t *testing.T) {
-			c, s, _ := newPair(t, tcpPair, Config{}, Config{})
-			cs := openT(t, c)
-			writeT(t, cs, "x")
-			ss := acceptT(t, s)
-			readT(t, ss, "x")
+			c, s, cs, ss := openedStream(t)
 			resetter, peer := cs, ss
 			if by == "server" {
 				resetter, peer = ss, cs
@@ -114,11 +110,7 @@ func TestSessionLoss(t *testing.T) {
 }
 
 func TestReadDeadline(t *testing.T) {
-	c, s, _ := newPair(t, tcpPair, Config{}, Config{})
-	st := openT(t, c)
-	writeT(t, st, "x")
-	peer := acceptT(t, s)
-	readT(t, peer, "x")
+	_, _, st, peer := openedStream(t)
 	timedRead := func(want time.Duration) {
 		t.Helper()
 		start := time.Now()
@@ -164,11 +156,7 @@ func TestReadDeadline(t *testing.T) {
 // WriteTo to a socket, ended by the read deadline, counts every byte it
 // passed on (some are written to the socket by the receive loop).
 func TestWriteToDeadlineCount(t *testing.T) {
-	c, s, _ := newPair(t, tcpPair, Config{}, Config{})
-	st := openT(t, c)
-	writeT(t, st, "x")
-	peer := acceptT(t, s)
-	readT(t, peer, "x")
+	_, _, st, peer := openedStream(t)
 	a, b := tcpPair(t)
 	st.SetReadDeadline(time.Now().Add(time.Second))
 	type res struct {

@@ -45,6 +45,18 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	return c1, c2
 }
 
+// openedStream is a pair of sessions over TCP and a stream between them,
+// opened by an "x" that the peer has read.
+func openedStream(t *testing.T) (c, s *Session, st, peer *Stream) {
+	t.Helper()
+	c, s, _ = newPair(t, tcpPair, Config{}, Config{})
+	st = openT(t, c)
+	writeT(t, st, "x")
+	peer = acceptT(t, s)
+	readT(t, peer, "x")
+	return c, s, st, peer
+}
+
 func pipePair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
 	c1, c2 := net.Pipe()
